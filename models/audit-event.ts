@@ -1,0 +1,36 @@
+import { Schema, type InferSchemaType } from 'mongoose';
+import { channels } from './channels.js';
+
+export const auditEventTypes = [
+  'otp.sent',
+  'otp.delivery_failed',
+  'otp.verify_ok',
+  'otp.verify_failed',
+  'tokens.issued',
+  'tokens.refreshed',
+  'tokens.reuse_detected',
+  'session.logout',
+  'intent.created',
+  'intent.approved',
+  'intent.rejected',
+  'identity.linked',
+] as const;
+
+// The trail of auth events. Phones are stored masked: the trail says what happened, not whose number it was.
+export const auditEventSchema = new Schema(
+  {
+    type: { type: String, enum: auditEventTypes, required: true },
+    at: { type: Date, required: true },
+    channel: { type: String, enum: channels },
+    userId: { type: Schema.Types.ObjectId },
+    phone: { type: String },
+    ip: { type: String },
+    detail: { type: Schema.Types.Mixed },
+  },
+  { collection: 'audit_events', versionKey: false },
+);
+
+auditEventSchema.index({ userId: 1, at: -1 });
+auditEventSchema.index({ type: 1, at: -1 });
+
+export type AuditEvent = InferSchemaType<typeof auditEventSchema>;

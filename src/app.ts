@@ -1,0 +1,88 @@
+import rateLimit from '@fastify/rate-limit';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import pino, { type DestinationStream } from 'pino';
+import type { Channel } from '../models/channels.js';
+import { systemClock, type Clock } from './clock.js';
+import type { Config } from './config.js';
+import type { Database } from './db/connection.js';
+import { createSmsSender } from './delivery/index.js';
+import type { TwilioSettings } from './delivery/twilio-sms.js';
+import type { CodeSender } from './delivery/types.js';
+import { AppError } from './errors.js';
+import { errorHandler, sendError } from './http/error-handler.js';
+import { loggerOptions } from './logger.js';
+import { loginIntentRoutes } from './routes/login-intents.js';
+import { metaRoutes } from './routes/meta.js';
+import { otpRoutes } from './routes/otp.js';
+import { tokenRoutes } from './routes/tokens.js';
+import { createServices, type Services } from './services/index.js';
+import type { IntentLinkBuilder } from './services/login-intents.js';
+import type { SigningKeys } from './services/signing-keys.js';
+
+export interface AppDeps {
+  config: Config;
+  database: Database;
+  keys: SigningKeys;
+  pepper: string;
+  clock?: Clock;
+  /** Replaces the SMS sender that SMS_PROVIDER names (tests capture codes this way). */
+  smsSender?: CodeSender;
+  twilioHttpClient?: TwilioSettings['httpClient'];
+  /** Where log lines go; stdout by default. */
+  logStream?: DestinationStream;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    services: Services;
+  }
+}
+
+// A hop count means: trust that many proxies in front of us (Fastify's types only take the other forms).
+const trustProxySetting = (value: Config['TRUST_PROXY']) =>
+  typeof value === 'number' ? (_address: string, hop: number) => hop < value : value;
+
+/** Builds the whole gateway as a Fastify instance; `server.ts` listens, tests call `inject`. */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const { config, database, keys } = deps;
+  const clock = deps.clock ?? systemClock;
+  const logger = pino(loggerOptions(config), deps.logStream ?? process.stdout);
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    trustProxy: trustProxySetting(config.TRUST_PROXY),
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    // Prototype-poisoning payloads are refused, not cleaned.
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+  });
+
+  const senders: Partial<Record<Channel, CodeSender>> = {
+    sms: deps.smsSender ?? createSmsSender(config, { twilioHttpClient: deps.twilioHttpClient }),
+  };
+  const linkBuilders: IntentLinkBuilder[] = [];
+  const services = createServices({ config, database, keys, pepper: deps.pepper, clock, senders, linkBuilders, log: app.log });
+  app.decorate('services', services);
+
+  app.setErrorHandler(errorHandler);
+  const windowMs = config.RATE_LIMIT_WINDOW_SECONDS * 1000;
+  await app.register(rateLimit, {
+    global: true,
+    max: config.RATE_LIMIT_MAX,
+    timeWindow: windowMs,
+    errorResponseBuilder: (_request, context) =>
+      new AppError('rate_limited', `Too many requests. Try again in ${Math.ceil(context.ttl / 1000)} seconds.`, {
+        retryAfter: Math.max(1, Math.ceil(context.ttl / 1000)),
+      }),
+  });
+  // Unknown URLs are rate-limited too, so they cannot be used to probe the server for free.
+  app.setNotFoundHandler({ preHandler: app.rateLimit() }, (request, reply) =>
+    sendError(reply, new AppError('not_found', `There is no ${request.method} ${request.url.split('?')[0]}.`)),
+  );
+
+  const strictLimit = { max: config.OTP_RATE_LIMIT_MAX, timeWindow: windowMs };
+  await app.register(metaRoutes, { keys, connection: database.connection });
+  await app.register(otpRoutes, { services, rateLimit: strictLimit });
+  await app.register(tokenRoutes, { services });
+  await app.register(loginIntentRoutes, { services, rateLimit: strictLimit });
+  return app;
+}

@@ -1,0 +1,142 @@
+import { z } from 'zod';
+
+// The whole environment, validated once at start. `.env.example` mirrors this file: keep them together.
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((value) => value === 'true' || value === '1' || value === 'yes');
+
+const csv = z
+  .string()
+  .transform((value) => value.split(',').map((item) => item.trim()).filter((item) => item.length > 0));
+
+const testNumbers = csv.transform((entries, ctx) => {
+  const map = new Map<string, string>();
+  for (const entry of entries) {
+    const match = /^(\+[1-9]\d{6,14}):(\d{4,10})$/.exec(entry);
+    if (!match) {
+      ctx.addIssue({ code: 'custom', message: `"${entry}" is not "+E164:code"` });
+      return z.NEVER;
+    }
+    map.set(match[1]!, match[2]!);
+  }
+  return map;
+});
+
+// TRUST_PROXY takes what Fastify's trustProxy takes: true/false, a hop count, or addresses/CIDRs.
+const trustProxy = z.string().transform((value): boolean | number | string[] => {
+  if (['true', '1', 'yes'].includes(value)) return true;
+  if (['false', '0', 'no', ''].includes(value)) return false;
+  if (/^\d+$/.test(value)) return Number(value);
+  return value.split(',').map((item) => item.trim());
+});
+
+export const configSchema = z.object({
+  NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
+  HOST: z.string().default('0.0.0.0'),
+  PORT: int(0, 65535).default(3000),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  DATA_DIR: z.string().default('.data'),
+  PUBLIC_URL: z.url().optional(),
+
+  MONGODB_URI: z.string().regex(/^mongodb(\+srv)?:\/\//, 'must be a mongodb:// or mongodb+srv:// URI').optional(),
+  EMBEDDED_DB_ENGINE: z.enum(['auto', 'mongod', 'ferretdb']).default('auto'),
+  FERRETDB_BIN: z.string().optional(),
+
+  TRUST_PROXY: trustProxy.default(false),
+  BODY_LIMIT_BYTES: int(1024, 10 * 1024 * 1024).default(64 * 1024),
+  RATE_LIMIT_MAX: int(1, 1_000_000).default(300),
+  RATE_LIMIT_WINDOW_SECONDS: int(1, 86_400).default(60),
+  OTP_RATE_LIMIT_MAX: int(1, 1_000_000).default(20),
+
+  DEFAULT_COUNTRY: z
+    .string()
+    .regex(/^[A-Z]{2}$/, 'must be an ISO 3166-1 alpha-2 code such as IN')
+    .optional(),
+  OTP_LENGTH: int(4, 10).default(6),
+  OTP_TTL_SECONDS: int(30, 3600).default(300),
+  OTP_MAX_ATTEMPTS: int(1, 20).default(5),
+  OTP_RESEND_SECONDS: int(0, 3600).default(30),
+  OTP_MAX_SENDS_PER_HOUR: int(1, 1000).default(5),
+  OTP_PEPPER: z.string().min(32, 'must be at least 32 characters').optional(),
+  OTP_ALLOWED_COUNTRIES: csv
+    .pipe(z.array(z.string().regex(/^[A-Z]{2}$/, 'must be ISO 3166-1 alpha-2 codes such as IN,GB')))
+    .optional(),
+  OTP_TEST_NUMBERS: testNumbers.optional(),
+  OTP_MESSAGE: z.string().includes('{code}', { message: 'must contain {code}' }).default(
+    'Your Chatgate code is {code}. It expires in {minutes} minutes. Never share it.',
+  ),
+
+  SMS_PROVIDER: z.enum(['console', 'twilio', 'http']).optional(),
+  TWILIO_ACCOUNT_SID: z.string().optional(),
+  TWILIO_AUTH_TOKEN: z.string().optional(),
+  TWILIO_FROM: z.string().optional(),
+  TWILIO_MESSAGING_SERVICE_SID: z.string().optional(),
+  SMS_HTTP_URL: z.url().optional(),
+  SMS_HTTP_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+  SMS_HTTP_TIMEOUT_MS: int(100, 60_000).default(5000),
+
+  JWT_PRIVATE_JWKS: z.string().optional(),
+  JWT_ALG: z.enum(['ES256', 'RS256', 'EdDSA']).default('ES256'),
+  JWT_ISSUER: z.string().min(1).default('http://localhost:3000'),
+  JWT_AUDIENCE: z.string().min(1).default('chatgate'),
+  ACCESS_TOKEN_TTL_SECONDS: int(60, 86_400).default(900),
+  REFRESH_TOKEN_TTL_SECONDS: int(300, 365 * 86_400).default(30 * 86_400),
+
+  INTENT_TTL_SECONDS: int(30, 3600).default(300),
+  INTENT_REQUIRE_CONFIRM: bool.default(true),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parses the environment; throws ConfigError naming every bad or missing variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  // An empty value in a .env file means "unset", so defaults apply.
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const parsed = configSchema.safeParse(present);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.') || 'environment'}: ${issue.message}`));
+  }
+  const config = parsed.data;
+  const problems = [...productionProblems(config), ...providerProblems(config)];
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { ...config, SMS_PROVIDER: config.SMS_PROVIDER ?? (config.NODE_ENV === 'production' ? undefined : 'console') };
+}
+
+// Development conveniences that would be holes in production.
+function productionProblems(config: Config): string[] {
+  if (config.NODE_ENV !== 'production') return [];
+  const problems: string[] = [];
+  if (!config.OTP_PEPPER) problems.push('OTP_PEPPER: required in production (at least 32 random characters)');
+  if (!config.JWT_PRIVATE_JWKS) problems.push('JWT_PRIVATE_JWKS: required in production (generated keys are for development)');
+  if (!config.MONGODB_URI) problems.push('MONGODB_URI: required in production (the embedded database is for development)');
+  if (!config.SMS_PROVIDER) problems.push('SMS_PROVIDER: required in production (twilio or http)');
+  if (config.SMS_PROVIDER === 'console') problems.push('SMS_PROVIDER: "console" prints codes to the log and is refused in production');
+  if (config.OTP_TEST_NUMBERS) problems.push('OTP_TEST_NUMBERS: fixed codes are refused in production');
+  return problems;
+}
+
+function providerProblems(config: Config): string[] {
+  const problems: string[] = [];
+  if (config.SMS_PROVIDER === 'twilio') {
+    if (!config.TWILIO_ACCOUNT_SID) problems.push('TWILIO_ACCOUNT_SID: required with SMS_PROVIDER=twilio');
+    if (!config.TWILIO_AUTH_TOKEN) problems.push('TWILIO_AUTH_TOKEN: required with SMS_PROVIDER=twilio');
+    if (!config.TWILIO_FROM && !config.TWILIO_MESSAGING_SERVICE_SID) {
+      problems.push('TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID: one is required with SMS_PROVIDER=twilio');
+    }
+  }
+  if (config.SMS_PROVIDER === 'http') {
+    if (!config.SMS_HTTP_URL) problems.push('SMS_HTTP_URL: required with SMS_PROVIDER=http');
+    if (!config.SMS_HTTP_SECRET) problems.push('SMS_HTTP_SECRET: required with SMS_PROVIDER=http');
+  }
+  return problems;
+}

@@ -1,0 +1,34 @@
+import twilio from 'twilio';
+import { DeliveryError } from '../errors.js';
+import type { CodeSender } from './types.js';
+
+export interface TwilioSettings {
+  accountSid: string;
+  authToken: string;
+  from?: string | undefined;
+  messagingServiceSid?: string | undefined;
+  /** Tests hand in a stand-in for Twilio's HTTP layer; production uses the package's own. */
+  httpClient?: twilio.RequestClient | undefined;
+}
+
+/** SMS through Twilio's Messages API (the official `twilio` package). */
+export function createTwilioSmsSender(settings: TwilioSettings): CodeSender {
+  const client = twilio(settings.accountSid, settings.authToken, settings.httpClient ? { httpClient: settings.httpClient } : {});
+  const sender = settings.messagingServiceSid ? { messagingServiceSid: settings.messagingServiceSid } : { from: settings.from! };
+  return {
+    channel: 'sms',
+    provider: 'twilio',
+    canReach: () => true,
+    async send({ phone, text }) {
+      try {
+        await client.messages.create({ to: phone, body: text, ...sender });
+      } catch (error) {
+        const detail = error as { status?: number; code?: number; message?: string };
+        throw new DeliveryError('twilio', `Twilio refused the message: ${detail.message ?? 'unknown error'}`, {
+          status: detail.status,
+          code: detail.code,
+        });
+      }
+    },
+  };
+}

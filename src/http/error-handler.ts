@@ -1,0 +1,47 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { AppError, type ErrorCode } from '../errors.js';
+
+// The one place where errors become HTTP answers: `{ error, message, ...details }`. A 4xx says what was wrong;
+// a 5xx says nothing about our insides and is logged instead.
+
+const fastifyCodes: Record<string, [ErrorCode, string]> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: ['payload_too_large', 'The request body is too large.'],
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: ['unsupported_media_type', 'Send JSON with "Content-Type: application/json".'],
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: ['invalid_request', 'The Content-Length header does not match the body.'],
+  FST_ERR_CTP_EMPTY_JSON_BODY: ['invalid_json', 'The body is empty; send a JSON object.'],
+  FST_ERR_CTP_INVALID_JSON_BODY: ['invalid_json', 'The body is not valid JSON.'],
+  FST_ERR_BAD_URL: ['invalid_request', 'The URL is not valid.'],
+};
+
+const byStatus: Partial<Record<number, ErrorCode>> = {
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+  405: 'method_not_allowed',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+  429: 'rate_limited',
+};
+
+export function sendError(reply: FastifyReply, error: AppError): FastifyReply {
+  if (error.code === 'rate_limited' && typeof error.details.retryAfter === 'number') {
+    reply.header('retry-after', String(error.details.retryAfter));
+  }
+  return reply.code(error.status).send({ error: error.code, message: error.message, ...error.details });
+}
+
+export function errorHandler(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (error instanceof AppError) return sendError(reply, error);
+
+  const known = 'code' in error && typeof error.code === 'string' ? fastifyCodes[error.code] : undefined;
+  if (known) return sendError(reply, new AppError(known[0], known[1]));
+
+  const status = 'statusCode' in error && typeof error.statusCode === 'number' ? error.statusCode : 500;
+  if (error instanceof SyntaxError && status === 400) return sendError(reply, new AppError('invalid_json', 'The body is not valid JSON.'));
+  if (status >= 400 && status < 500) {
+    const code = byStatus[status] ?? 'invalid_request';
+    return reply.code(status).send({ error: code, message: error.message || 'The request was not accepted.' });
+  }
+  request.log.error({ err: error }, 'request failed');
+  return reply.code(500).send({ error: 'internal_error', message: 'Something went wrong on our side. Try again later.' });
+}

@@ -1,0 +1,80 @@
+import type { Channel } from '../../models/channels.js';
+import type { Clock } from '../clock.js';
+import type { Config } from '../config.js';
+import type { Database } from '../db/connection.js';
+import type { CodeSender } from '../delivery/types.js';
+import { createAuditTrail } from './audit.js';
+import { createIdentityService } from './identities.js';
+import { createLoginIntentService, type IntentLinkBuilder } from './login-intents.js';
+import { createOtpService } from './otp.js';
+import { createReservations } from './reservations.js';
+import type { SigningKeys } from './signing-keys.js';
+import { createTokenService } from './tokens.js';
+
+export interface ServiceDeps {
+  config: Config;
+  database: Database;
+  keys: SigningKeys;
+  pepper: string;
+  clock: Clock;
+  senders: Partial<Record<Channel, CodeSender>>;
+  linkBuilders: IntentLinkBuilder[];
+  log: { warn(object: object, message: string): void; error(object: object, message: string): void };
+}
+
+/** Wires the rules together; nothing here knows about HTTP or chat. */
+export function createServices(deps: ServiceDeps) {
+  const { config, database, clock, log } = deps;
+  const { models } = database;
+  const audit = createAuditTrail(models.AuditEvent, clock, (error) => log.error({ err: error }, 'audit write failed'));
+  const reservations = createReservations(models.Reservation, clock);
+  const identities = createIdentityService(models.User, clock);
+  const tokens = createTokenService({
+    sessions: models.Session,
+    refreshTokens: models.RefreshToken,
+    identities,
+    keys: deps.keys,
+    audit,
+    clock,
+    settings: {
+      issuer: config.JWT_ISSUER,
+      audience: config.JWT_AUDIENCE,
+      accessTtlSeconds: config.ACCESS_TOKEN_TTL_SECONDS,
+      refreshTtlSeconds: config.REFRESH_TOKEN_TTL_SECONDS,
+    },
+  });
+  const otp = createOtpService({
+    challenges: models.Challenge,
+    reservations,
+    identities,
+    senders: deps.senders,
+    audit,
+    clock,
+    log,
+    settings: {
+      length: config.OTP_LENGTH,
+      ttlSeconds: config.OTP_TTL_SECONDS,
+      maxAttempts: config.OTP_MAX_ATTEMPTS,
+      resendSeconds: config.OTP_RESEND_SECONDS,
+      maxSendsPerHour: config.OTP_MAX_SENDS_PER_HOUR,
+      pepper: deps.pepper,
+      defaultCountry: config.DEFAULT_COUNTRY,
+      allowedCountries: config.OTP_ALLOWED_COUNTRIES,
+      testNumbers: config.OTP_TEST_NUMBERS,
+      messageTemplate: config.OTP_MESSAGE,
+    },
+  });
+  const loginIntents = createLoginIntentService({
+    intents: models.LoginIntent,
+    reservations,
+    identities,
+    tokens,
+    audit,
+    clock,
+    settings: { ttlSeconds: config.INTENT_TTL_SECONDS },
+    linkBuilders: deps.linkBuilders,
+  });
+  return { audit, reservations, identities, tokens, otp, loginIntents };
+}
+
+export type Services = ReturnType<typeof createServices>;

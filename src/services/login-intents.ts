@@ -1,0 +1,187 @@
+import { randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
+import type { Model } from 'mongoose';
+import type { Channel } from '../../models/channels.js';
+import type { LoginIntent } from '../../models/login-intent.js';
+import type { User } from '../../models/user.js';
+import { secondsBetween, type Clock } from '../clock.js';
+import { AppError } from '../errors.js';
+import type { AuditTrail } from './audit.js';
+import { assertActiveUser, type IdentityService } from './identities.js';
+import { isDuplicateKey, type Reservations } from './reservations.js';
+import { sha256, type TokenService } from './tokens.js';
+
+/** Who, in a chat, is completing an intent: the Telegram user id, or the WhatsApp sender. */
+export interface Claimant {
+  channel: Channel;
+  subject: string;
+}
+
+/** What a chat shows the person before they confirm: which browser is asking. */
+export interface IntentSummary {
+  intentId: string;
+  ip: string | null;
+  userAgent: string | null;
+  createdAt: Date;
+  expiresAt: Date;
+}
+
+/** Builds the deep links of one chat channel (filled in by the channels that are configured). */
+export type IntentLinkBuilder = (secrets: { code: string; startToken: string }) => Record<string, string>;
+
+export interface LoginIntentDeps {
+  intents: Model<LoginIntent>;
+  reservations: Reservations;
+  identities: IdentityService;
+  tokens: TokenService;
+  audit: AuditTrail;
+  clock: Clock;
+  settings: { ttlSeconds: number };
+  linkBuilders: IntentLinkBuilder[];
+}
+
+// No 0/O, 1/I/L: easy to read aloud and to type on a phone.
+const CODE_ALPHABET = 'ABCDEFGHJKMNPQRSTUVWXYZ23456789';
+const CODE_LENGTH = 6;
+// After approval the browser gets a little longer to collect its tokens, however late in the intent it came.
+const HANDOVER_GRACE_MS = 60_000;
+
+export const normalizeIntentCode = (input: string): string => input.toUpperCase().replace(/[\s-]/g, '');
+
+export function createLoginIntentService(deps: LoginIntentDeps) {
+  const { intents, reservations, identities, tokens, audit, clock, settings, linkBuilders } = deps;
+  const keepReservations = settings.ttlSeconds + 3600;
+
+  const newCode = (): string => Array.from({ length: CODE_LENGTH }, () => CODE_ALPHABET[randomInt(CODE_ALPHABET.length)]).join('');
+
+  const isExpired = (intent: LoginIntent): boolean => intent.expiresAt.getTime() <= clock.now().getTime();
+
+  const summary = (intent: LoginIntent): IntentSummary => ({
+    intentId: intent._id,
+    ip: intent.ip ?? null,
+    userAgent: intent.userAgent ?? null,
+    createdAt: intent.createdAt,
+    expiresAt: intent.expiresAt,
+  });
+
+  async function findPending(intentId: string): Promise<LoginIntent> {
+    const intent = await intents.findById(intentId).lean<LoginIntent>();
+    if (!intent || intent.status !== 'pending') throw new AppError('not_found', 'This sign-in request is unknown or already finished.');
+    if (isExpired(intent)) throw new AppError('expired', 'This sign-in request has expired.');
+    return intent;
+  }
+
+  async function assertClaimedBy(intentId: string, claimant: Claimant): Promise<void> {
+    const claim = await reservations.find(`intent:${intentId}:claim`);
+    if (!claim || claim.channel !== claimant.channel || claim.subject !== claimant.subject) {
+      throw new AppError('forbidden', 'Only the account that opened this sign-in request can answer it.');
+    }
+  }
+
+  async function decide(intentId: string, claimant: Claimant, decision: 'approved' | 'rejected', user?: User) {
+    await findPending(intentId);
+    await assertClaimedBy(intentId, claimant);
+    if (!(await reservations.reserve(`intent:${intentId}:decision`, keepReservations, { decision }))) {
+      throw new AppError('not_found', 'This sign-in request was already answered.');
+    }
+    const now = clock.now();
+    const set: Record<string, unknown> = { status: decision, decidedAt: now, channel: claimant.channel };
+    if (user) {
+      set.userId = user._id;
+      set.expiresAt = new Date(now.getTime() + HANDOVER_GRACE_MS);
+    }
+    await intents.updateOne({ _id: intentId }, { $set: set });
+    await audit.record({ type: decision === 'approved' ? 'intent.approved' : 'intent.rejected', channel: claimant.channel, userId: user?._id, detail: { intentId } });
+  }
+
+  return {
+    async create(context: { ip?: string | undefined; userAgent?: string | undefined }) {
+      const now = clock.now();
+      const expiresAt = new Date(now.getTime() + settings.ttlSeconds * 1000);
+      const pollToken = `cgpt_${randomBytes(32).toString('base64url')}`;
+      // 43 characters of A-Z a-z 0-9 _ -: fits Telegram's deep-link rule (at most 64 of those).
+      const startToken = randomBytes(32).toString('base64url');
+      for (let attempt = 0; ; attempt++) {
+        const intentId = randomBytes(16).toString('base64url');
+        const code = newCode();
+        try {
+          await intents.collection.insertOne({
+            _id: intentId as never,
+            codeHash: sha256(code),
+            startTokenHash: sha256(startToken),
+            pollTokenHash: sha256(pollToken),
+            status: 'pending',
+            ip: context.ip,
+            userAgent: context.userAgent?.slice(0, 300),
+            createdAt: now,
+            expiresAt,
+            cleanupAt: new Date(expiresAt.getTime() + 86_400_000),
+          });
+          await audit.record({ type: 'intent.created', ip: context.ip, detail: { intentId } });
+          const links = Object.assign({}, ...linkBuilders.map((build) => build({ code, startToken }))) as Record<string, string>;
+          return { intentId, pollToken, code, startToken, expiresIn: settings.ttlSeconds, links };
+        } catch (error) {
+          // A code still held by another (possibly expired) intent: draw again.
+          if (!isDuplicateKey(error) || attempt >= 4) throw error;
+        }
+      }
+    },
+
+    /** The browser's view. Tokens are handed over exactly once, to the first poll after approval. */
+    async poll(intentId: string, pollToken: string | undefined, context: { ip?: string | undefined }) {
+      if (!pollToken) throw new AppError('unauthorized', 'Send the poll token as "Authorization: Bearer <pollToken>".');
+      const intent = await intents.findById(intentId).lean<LoginIntent>();
+      if (!intent) throw new AppError('not_found', 'This sign-in request is unknown.');
+      const expected = Buffer.from(intent.pollTokenHash);
+      const given = Buffer.from(sha256(pollToken));
+      if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
+        throw new AppError('unauthorized', 'The poll token does not match this sign-in request.');
+      }
+      switch (intent.status) {
+        case 'pending':
+          return isExpired(intent) ? { status: 'expired' as const } : { status: 'pending' as const, expiresIn: secondsBetween(clock.now(), intent.expiresAt) };
+        case 'rejected':
+          return { status: 'rejected' as const };
+        case 'consumed':
+          return { status: 'consumed' as const };
+        case 'approved': {
+          if (isExpired(intent)) return { status: 'expired' as const };
+          if (!(await reservations.reserve(`intent:${intentId}:handover`, keepReservations))) return { status: 'consumed' as const };
+          await intents.updateOne({ _id: intentId }, { $set: { status: 'consumed', consumedAt: clock.now() } });
+          const user = await identities.findById(intent.userId!);
+          assertActiveUser(user);
+          const issued = await tokens.issueForLogin(user, intent.channel as Channel, context);
+          return { status: 'approved' as const, ...issued };
+        }
+      }
+    },
+
+    /**
+     * A chat user presents an intent's code or start token. The first account to do so holds the intent; only it
+     * can approve or reject it. Returns what the chat should show before asking for confirmation.
+     */
+    async claim(by: { code: string } | { startToken: string }, claimant: Claimant): Promise<IntentSummary> {
+      const filter = 'code' in by ? { codeHash: sha256(normalizeIntentCode(by.code)) } : { startTokenHash: sha256(by.startToken) };
+      const found = await intents.findOne(filter, { _id: 1 }).lean<Pick<LoginIntent, '_id'>>();
+      if (!found) throw new AppError('not_found', 'That sign-in code is unknown or already used.');
+      const intent = await findPending(found._id);
+      const mine = { channel: claimant.channel, subject: claimant.subject };
+      if (!(await reservations.reserve(`intent:${intent._id}:claim`, keepReservations, mine))) {
+        await assertClaimedBy(intent._id, claimant).catch(() => {
+          throw new AppError('not_found', 'That sign-in code is unknown or already used.');
+        });
+      }
+      return summary(intent);
+    },
+
+    approve(intentId: string, claimant: Claimant, user: User) {
+      assertActiveUser(user);
+      return decide(intentId, claimant, 'approved', user);
+    },
+
+    reject(intentId: string, claimant: Claimant) {
+      return decide(intentId, claimant, 'rejected');
+    },
+  };
+}
+
+export type LoginIntentService = ReturnType<typeof createLoginIntentService>;

@@ -1,0 +1,212 @@
+import { createHmac, createSecretKey, randomInt, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { Types, type Model } from 'mongoose';
+import type { Challenge } from '../../models/challenge.js';
+import type { Channel } from '../../models/channels.js';
+import type { User } from '../../models/user.js';
+import { secondsBetween, type Clock } from '../clock.js';
+import type { CodeSender } from '../delivery/types.js';
+import { renderCodeText } from '../delivery/types.js';
+import { AppError, DeliveryError } from '../errors.js';
+import { maskPhone, parsePhone } from '../phone.js';
+import type { AuditTrail } from './audit.js';
+import type { IdentityService } from './identities.js';
+import { isDuplicateKey, type Reservations } from './reservations.js';
+
+export interface OtpSettings {
+  length: number;
+  ttlSeconds: number;
+  maxAttempts: number;
+  resendSeconds: number;
+  maxSendsPerHour: number;
+  pepper: string;
+  defaultCountry?: string | undefined;
+  allowedCountries?: readonly string[] | undefined;
+  testNumbers?: ReadonlyMap<string, string> | undefined;
+  messageTemplate: string;
+}
+
+export type RequestedChannel = Channel | 'auto';
+
+export interface OtpDeps {
+  challenges: Model<Challenge>;
+  reservations: Reservations;
+  identities: IdentityService;
+  /** One sender per configured channel; the chat channels add theirs when configured. */
+  senders: Partial<Record<Channel, CodeSender>>;
+  audit: AuditTrail;
+  clock: Clock;
+  settings: OtpSettings;
+  log: { warn(object: object, message: string): void };
+}
+
+// Cheapest first: a chat message costs nothing, an SMS costs money.
+const AUTO_ORDER: readonly Channel[] = ['telegram', 'whatsapp', 'sms'];
+const HOUR_MS = 3_600_000;
+
+export function createOtpService(deps: OtpDeps) {
+  const { challenges, reservations, identities, senders, audit, clock, settings, log } = deps;
+  const pepper: KeyObject = createSecretKey(Buffer.from(settings.pepper, 'utf8'));
+  const allowedCountries = settings.allowedCountries ? new Set(settings.allowedCountries) : undefined;
+  const testNumbers = settings.testNumbers ?? new Map<string, string>();
+  const ttlMinutes = Math.ceil(settings.ttlSeconds / 60);
+
+  // The code is bound to its challenge, so equal codes never have equal digests.
+  const digest = (challengeId: Types.ObjectId, code: string): Buffer =>
+    createHmac('sha256', pepper).update(`${challengeId.toString()}.${code}`).digest();
+
+  const newCode = (): string => randomInt(0, 10 ** settings.length).toString().padStart(settings.length, '0');
+
+  function chooseSender(requested: RequestedChannel, phone: string, user: User | null): CodeSender {
+    const order = requested === 'auto' ? AUTO_ORDER : [requested];
+    for (const channel of order) {
+      const sender = senders[channel];
+      // "auto" only uses a chat channel the person is already known on.
+      const known = requested !== 'auto' || channel === 'sms' || (channel === 'telegram' ? !!user?.telegram?.id : !!user?.whatsapp?.waId);
+      if (sender && known && sender.canReach({ phone, user })) return sender;
+    }
+    throw new AppError('channel_unavailable', `We cannot send a code to this phone over ${requested}.`, { channel: requested });
+  }
+
+  /** Refuses a send that comes too soon after the last one, or one too many within the hour. */
+  async function nextSendSeq(phone: string, now: Date): Promise<number> {
+    const recent = await challenges
+      .find({ phone, createdAt: { $gt: new Date(now.getTime() - HOUR_MS) } }, { sendSeq: 1, createdAt: 1 })
+      .sort({ sendSeq: -1 })
+      .lean<Pick<Challenge, 'sendSeq' | 'createdAt'>[]>();
+    const last = recent[0] ?? (await challenges.findOne({ phone }, { sendSeq: 1, createdAt: 1 }).sort({ sendSeq: -1 }).lean<Challenge>());
+    if (recent[0]) {
+      const resendAt = new Date(recent[0].createdAt.getTime() + settings.resendSeconds * 1000);
+      if (resendAt > now) throw rateLimited(secondsBetween(now, resendAt));
+    }
+    if (recent.length >= settings.maxSendsPerHour) {
+      const oldest = recent[settings.maxSendsPerHour - 1]!;
+      throw rateLimited(secondsBetween(now, new Date(oldest.createdAt.getTime() + HOUR_MS)));
+    }
+    return (last?.sendSeq ?? 0) + 1;
+  }
+
+  async function findChallenge(by: { challengeId: string } | { phone: string }): Promise<Challenge> {
+    let challenge: Challenge | null;
+    if ('challengeId' in by) {
+      challenge = Types.ObjectId.isValid(by.challengeId) ? await challenges.findById(by.challengeId).lean<Challenge>() : null;
+    } else {
+      const { e164 } = parsePhone(by.phone, settings.defaultCountry, testNumbers);
+      challenge = await challenges.findOne({ phone: e164, status: 'active' }).sort({ sendSeq: -1 }).lean<Challenge>();
+    }
+    if (!challenge || challenge.status !== 'active') {
+      throw new AppError('not_found', 'There is no active code for this request. Ask for a new one.');
+    }
+    return challenge;
+  }
+
+  /** Takes the next of the challenge's attempt slots; none left means too many attempts. */
+  async function reserveAttempt(challenge: Challenge): Promise<number> {
+    const keepFor = settings.ttlSeconds + 3600;
+    for (let slot = (challenge.attempts ?? 0) + 1; slot <= settings.maxAttempts; slot++) {
+      if (await reservations.reserve(`otp:${challenge._id.toString()}:attempt:${slot}`, keepFor)) {
+        await challenges.updateOne({ _id: challenge._id }, { $max: { attempts: slot } });
+        return slot;
+      }
+    }
+    throw new AppError('too_many_attempts', 'Too many wrong codes. Ask for a new one.');
+  }
+
+  return {
+    async requestCode(input: { phone: string; channel: RequestedChannel; ip?: string | undefined }) {
+      const { e164: phone, country } = parsePhone(input.phone, settings.defaultCountry, testNumbers);
+      const fixedCode = testNumbers.get(phone);
+      // Checked before anything is sent or stored: the defence against SMS pumping to premium ranges.
+      if (allowedCountries && !fixedCode && (!country || !allowedCountries.has(country))) {
+        throw new AppError('country_not_allowed', 'We do not send codes to numbers in this country.', { country: country ?? null });
+      }
+      const user = input.channel === 'sms' ? null : await identities.findByPhone(phone);
+      const sender = chooseSender(input.channel, phone, user);
+
+      const now = clock.now();
+      const sendSeq = await nextSendSeq(phone, now);
+      const challengeId = new Types.ObjectId();
+      const code = fixedCode ?? newCode();
+      const expiresAt = new Date(now.getTime() + settings.ttlSeconds * 1000);
+      try {
+        // Stored before it is sent, as "pending": a code that reached a phone always has its record.
+        await challenges.collection.insertOne({
+          _id: challengeId,
+          phone,
+          channel: sender.channel,
+          codeHash: digest(challengeId, code),
+          sendSeq,
+          status: 'pending',
+          attempts: 0,
+          testNumber: !!fixedCode,
+          expiresAt,
+          ip: input.ip,
+          createdAt: now,
+          cleanupAt: new Date(now.getTime() + 86_400_000),
+        });
+      } catch (error) {
+        // A concurrent request for the same phone took this send.
+        if (isDuplicateKey(error)) throw rateLimited(settings.resendSeconds || 1);
+        throw error;
+      }
+
+      if (!fixedCode) {
+        try {
+          await sender.send({ channel: sender.channel, phone, user, code, text: renderCodeText(settings.messageTemplate, code, ttlMinutes), ttlMinutes });
+        } catch (error) {
+          await challenges.updateOne({ _id: challengeId }, { $set: { status: 'failed' } });
+          const detail = error instanceof DeliveryError ? { provider: error.provider, reason: error.message, providerDetail: error.providerDetail } : { reason: String(error) };
+          log.warn({ phone: maskPhone(phone), channel: sender.channel, ...detail }, 'otp delivery failed');
+          await audit.record({ type: 'otp.delivery_failed', channel: sender.channel, phone, ip: input.ip, detail: { provider: sender.provider } });
+          throw new AppError('delivery_failed', 'We could not deliver the code. Try again in a moment.', { channel: sender.channel });
+        }
+      }
+
+      await challenges.updateOne({ _id: challengeId }, { $set: { status: 'active' } });
+      // Only the newest code works: one active challenge per phone.
+      await challenges.updateMany({ phone, status: 'active', sendSeq: { $lt: sendSeq } }, { $set: { status: 'superseded' } });
+      await audit.record({ type: 'otp.sent', channel: sender.channel, phone, ip: input.ip, detail: { provider: fixedCode ? 'test_number' : sender.provider } });
+      return {
+        challengeId: challengeId.toString(),
+        channel: sender.channel,
+        expiresIn: settings.ttlSeconds,
+        resendIn: settings.resendSeconds,
+      };
+    },
+
+    /** Checks a code; of any number of concurrent right answers exactly one gets the user. */
+    async verifyCode(input: ({ challengeId: string } | { phone: string }) & { code: string; ip?: string | undefined }) {
+      const challenge = await findChallenge(input);
+      const now = clock.now();
+      if (challenge.expiresAt.getTime() <= now.getTime()) throw new AppError('expired', 'This code has expired. Ask for a new one.');
+      const slot = await reserveAttempt(challenge);
+
+      const expected = asBuffer(challenge.codeHash);
+      const given = digest(challenge._id, input.code);
+      if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
+        await audit.record({ type: 'otp.verify_failed', channel: challenge.channel, phone: challenge.phone, ip: input.ip, detail: { attempt: slot } });
+        throw new AppError('invalid_code', 'That code is not right.', { attemptsRemaining: settings.maxAttempts - slot });
+      }
+      if (!(await reservations.reserve(`otp:${challenge._id.toString()}:used`, settings.ttlSeconds + 3600))) {
+        throw new AppError('not_found', 'This code has already been used. Ask for a new one.');
+      }
+      await challenges.updateOne({ _id: challenge._id }, { $set: { status: 'consumed' } });
+      const user = await identities.resolveByPhone(challenge.phone);
+      await audit.record({ type: 'otp.verify_ok', channel: challenge.channel, userId: user._id, phone: challenge.phone, ip: input.ip });
+      return { user, channel: challenge.channel as Channel };
+    },
+  };
+}
+
+// Lean reads give BSON Binary for Buffer paths.
+function asBuffer(value: unknown): Buffer {
+  if (Buffer.isBuffer(value)) return value;
+  const bytes = (value as { buffer?: Uint8Array } | null)?.buffer;
+  return bytes ? Buffer.from(bytes) : Buffer.alloc(0);
+}
+
+function rateLimited(retryAfter: number): AppError {
+  const seconds = Math.max(1, retryAfter);
+  return new AppError('rate_limited', `Too many codes for this phone. Try again in ${seconds} seconds.`, { retryAfter: seconds });
+}
+
+export type OtpService = ReturnType<typeof createOtpService>;

@@ -1,0 +1,194 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createLocalJWKSet, errors as joseErrors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
+import type { Model, Types } from 'mongoose';
+import type { Channel } from '../../models/channels.js';
+import type { RefreshToken } from '../../models/refresh-token.js';
+import type { Session } from '../../models/session.js';
+import type { User } from '../../models/user.js';
+import type { Clock } from '../clock.js';
+import { AppError } from '../errors.js';
+import type { AuditTrail } from './audit.js';
+import { assertActiveUser, publicUser, type IdentityService } from './identities.js';
+import { isDuplicateKey } from './reservations.js';
+import type { SigningKeys } from './signing-keys.js';
+
+export interface TokenSettings {
+  issuer: string;
+  audience: string;
+  accessTtlSeconds: number;
+  refreshTtlSeconds: number;
+}
+
+export interface TokenDeps {
+  sessions: Model<Session>;
+  refreshTokens: Model<RefreshToken>;
+  identities: IdentityService;
+  keys: SigningKeys;
+  audit: AuditTrail;
+  clock: Clock;
+  settings: TokenSettings;
+}
+
+export interface AccessClaims extends JWTPayload {
+  sub: string;
+  sid: string;
+  amr: Channel[];
+  phone_number?: string;
+  phone_number_verified?: boolean;
+}
+
+export interface RequestContext {
+  ip?: string | undefined;
+}
+
+const REFRESH_PREFIX = 'cgrt_';
+
+export const sha256 = (value: string): string => createHash('sha256').update(value).digest('base64url');
+
+export function createTokenService(deps: TokenDeps) {
+  const { sessions, refreshTokens, identities, keys, audit, clock, settings } = deps;
+  const publicKeys = createLocalJWKSet(keys.publicJwks);
+  const algorithms = [...new Set(keys.publicJwks.keys.map((key) => key.alg!))];
+
+  async function signAccessToken(user: User, sessionId: Types.ObjectId, channel: Channel): Promise<string> {
+    const nowSeconds = Math.floor(clock.now().getTime() / 1000);
+    const claims: Record<string, unknown> = { sid: sessionId.toString(), amr: [channel] };
+    if (user.phone) {
+      claims.phone_number = user.phone;
+      // Every way a phone reaches a user proves it: an SMS or WhatsApp code, a WhatsApp message from it, or
+      // Telegram's own contact card of the sender.
+      claims.phone_number_verified = true;
+    }
+    return new SignJWT(claims)
+      .setProtectedHeader({ alg: keys.alg, kid: keys.kid, typ: 'JWT' })
+      .setIssuer(settings.issuer)
+      .setAudience(settings.audience)
+      .setSubject(user._id.toString())
+      .setJti(randomUUID())
+      .setIssuedAt(nowSeconds)
+      .setExpirationTime(nowSeconds + settings.accessTtlSeconds)
+      .sign(keys.privateKey);
+  }
+
+  async function mintRefreshToken(session: { _id: Types.ObjectId; userId: Types.ObjectId }, parentId?: Types.ObjectId) {
+    const token = REFRESH_PREFIX + randomBytes(32).toString('base64url');
+    const now = clock.now();
+    const expiresAt = new Date(now.getTime() + settings.refreshTtlSeconds * 1000);
+    await refreshTokens.collection.insertOne({
+      sessionId: session._id,
+      userId: session.userId,
+      tokenHash: sha256(token),
+      ...(parentId ? { parentId } : {}),
+      expiresAt,
+      createdAt: now,
+      cleanupAt: new Date(expiresAt.getTime() + 86_400_000),
+    });
+    return token;
+  }
+
+  async function tokenResponse(user: User, session: { _id: Types.ObjectId; userId: Types.ObjectId; channel: Channel }, refreshToken: string) {
+    return {
+      accessToken: await signAccessToken(user, session._id, session.channel),
+      refreshToken,
+      tokenType: 'Bearer' as const,
+      expiresIn: settings.accessTtlSeconds,
+      user: publicUser(user),
+    };
+  }
+
+  async function revokeSession(sessionId: Types.ObjectId, reason: 'logout' | 'token_reused') {
+    await sessions.updateOne({ _id: sessionId, revokedAt: { $exists: false } }, { $set: { revokedAt: clock.now(), revokedReason: reason } });
+  }
+
+  async function verifyAccessToken(token: string): Promise<AccessClaims> {
+    try {
+      const { payload } = await jwtVerify<AccessClaims>(token, publicKeys, {
+        issuer: settings.issuer,
+        audience: settings.audience,
+        algorithms,
+        currentDate: clock.now(),
+      });
+      return payload;
+    } catch (error) {
+      if (error instanceof joseErrors.JWTExpired) throw new AppError('token_expired', 'The access token has expired.');
+      throw new AppError('invalid_token', 'The access token is not valid.');
+    }
+  }
+
+  return {
+    verifyAccessToken,
+
+    /** A completed login on `channel`: opens a session and hands out the first token pair. */
+    async issueForLogin(user: User, channel: Channel, context: RequestContext) {
+      assertActiveUser(user);
+      const now = clock.now();
+      const session = { _id: undefined as unknown as Types.ObjectId, userId: user._id, channel };
+      const inserted = await sessions.collection.insertOne({
+        userId: user._id,
+        channel,
+        createdAt: now,
+        cleanupAt: new Date(now.getTime() + (settings.refreshTtlSeconds + 86_400) * 1000),
+      });
+      session._id = inserted.insertedId;
+      const refreshToken = await mintRefreshToken(session);
+      await identities.recordLogin(user._id, channel);
+      await audit.record({ type: 'tokens.issued', channel, userId: user._id, ip: context.ip, detail: { sessionId: session._id.toString() } });
+      return tokenResponse({ ...user, lastLoginAt: now, lastLoginChannel: channel }, session, refreshToken);
+    },
+
+    /** Rotates a refresh token. A token that already has a successor is a replay: its whole session dies. */
+    async refresh(presented: string, context: RequestContext) {
+      const current = await refreshTokens.findOne({ tokenHash: sha256(presented) }).lean<RefreshToken>();
+      if (!current) throw new AppError('invalid_token', 'The refresh token is not valid.');
+      const session = await sessions.findById(current.sessionId).lean<Session>();
+      if (!session || session.revokedAt) throw new AppError('token_revoked', 'This session has been signed out.');
+      if (current.expiresAt.getTime() <= clock.now().getTime()) throw new AppError('token_expired', 'The refresh token has expired.');
+      const user = await identities.findById(current.userId);
+      assertActiveUser(user);
+
+      let next: string;
+      try {
+        next = await mintRefreshToken(session, current._id);
+      } catch (error) {
+        if (!isDuplicateKey(error)) throw error;
+        await revokeSession(session._id, 'token_reused');
+        await audit.record({ type: 'tokens.reuse_detected', channel: session.channel, userId: session.userId, ip: context.ip, detail: { sessionId: session._id.toString() } });
+        throw new AppError('token_reused', 'This refresh token was already used; the session has been signed out.');
+      }
+      await sessions.updateOne({ _id: session._id }, { $set: { lastRefreshedAt: clock.now() } });
+      await audit.record({ type: 'tokens.refreshed', channel: session.channel, userId: user._id, ip: context.ip });
+      return tokenResponse(user, session, next);
+    },
+
+    async logout(by: { refreshToken: string } | { accessToken: string }, context: RequestContext) {
+      let sessionId: Types.ObjectId;
+      if ('refreshToken' in by) {
+        const current = await refreshTokens.findOne({ tokenHash: sha256(by.refreshToken) }).lean<RefreshToken>();
+        if (!current) throw new AppError('invalid_token', 'The refresh token is not valid.');
+        sessionId = current.sessionId;
+      } else {
+        const claims = await verifyAccessToken(by.accessToken);
+        const session = await sessions.findById(claims.sid).lean<Session>();
+        if (!session) throw new AppError('invalid_token', 'The access token names no session.');
+        sessionId = session._id;
+      }
+      await revokeSession(sessionId, 'logout');
+      const session = await sessions.findById(sessionId).lean<Session>();
+      await audit.record({ type: 'session.logout', channel: session?.channel, userId: session?.userId, ip: context.ip });
+    },
+
+    /** The signed-in user behind an access token, refused once its session has been signed out. */
+    async currentUser(accessToken: string) {
+      const claims = await verifyAccessToken(accessToken);
+      const [session, user] = await Promise.all([
+        sessions.findById(claims.sid).lean<Session>(),
+        identities.findById(claims.sub),
+      ]);
+      if (!session || session.revokedAt) throw new AppError('token_revoked', 'This session has been signed out.');
+      assertActiveUser(user);
+      return publicUser(user);
+    },
+  };
+}
+
+export type TokenService = ReturnType<typeof createTokenService>;
