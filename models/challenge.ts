@@ -23,7 +23,6 @@ export const challengeSchema = new Schema(
 );
 
 challengeSchema.index({ phone: 1, sendSeq: 1 }, { unique: true });
-challengeSchema.index({ phone: 1, createdAt: -1 });
 challengeSchema.index({ cleanupAt: 1 }, { expireAfterSeconds: 0 });
 
 export type Challenge = InferSchemaType<typeof challengeSchema> & { _id: Types.ObjectId };

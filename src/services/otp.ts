@@ -67,19 +67,24 @@ export function createOtpService(deps: OtpDeps) {
     throw new AppError('channel_unavailable', `We cannot send a code to this phone over ${requested}.`, { channel: requested });
   }
 
-  /** Refuses a send that comes too soon after the last one, or one too many within the hour. */
+  /**
+   * Refuses a send that comes too soon after the last one, or one too many within the hour, and numbers the
+   * next send. One read gives both, so a concurrent sender sees the same number and loses at the unique index.
+   */
   async function nextSendSeq(phone: string, now: Date): Promise<number> {
-    const recent = await challenges
-      .find({ phone, createdAt: { $gt: new Date(now.getTime() - HOUR_MS) } }, { sendSeq: 1, createdAt: 1 })
+    const latest = await challenges
+      .find({ phone }, { sendSeq: 1, createdAt: 1 })
       .sort({ sendSeq: -1 })
+      .limit(settings.maxSendsPerHour)
       .lean<Pick<Challenge, 'sendSeq' | 'createdAt'>[]>();
-    const last = recent[0] ?? (await challenges.findOne({ phone }, { sendSeq: 1, createdAt: 1 }).sort({ sendSeq: -1 }).lean<Challenge>());
-    if (recent[0]) {
-      const resendAt = new Date(recent[0].createdAt.getTime() + settings.resendSeconds * 1000);
+    const last = latest[0];
+    if (last) {
+      const resendAt = new Date(last.createdAt.getTime() + settings.resendSeconds * 1000);
       if (resendAt > now) throw rateLimited(secondsBetween(now, resendAt));
     }
-    if (recent.length >= settings.maxSendsPerHour) {
-      const oldest = recent[settings.maxSendsPerHour - 1]!;
+    const withinHour = latest.filter((send) => send.createdAt.getTime() > now.getTime() - HOUR_MS);
+    if (withinHour.length >= settings.maxSendsPerHour) {
+      const oldest = withinHour[withinHour.length - 1]!;
       throw rateLimited(secondsBetween(now, new Date(oldest.createdAt.getTime() + HOUR_MS)));
     }
     return (last?.sendSeq ?? 0) + 1;
