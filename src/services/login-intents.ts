@@ -173,13 +173,13 @@ export function createLoginIntentService(deps: LoginIntentDeps) {
       return summary(intent);
     },
 
-    approve(intentId: string, claimant: Claimant, user: User) {
+    async approve(intentId: string, claimant: Claimant, user: User) {
       assertActiveUser(user);
-      return decide(intentId, claimant, 'approved', user);
+      await decide(intentId, claimant, 'approved', user);
     },
 
-    reject(intentId: string, claimant: Claimant) {
-      return decide(intentId, claimant, 'rejected');
+    async reject(intentId: string, claimant: Claimant) {
+      await decide(intentId, claimant, 'rejected');
     },
   };
 }

@@ -90,3 +90,24 @@ export function uniquePhone(): string {
   phoneCounter += 1;
   return `+447911${String(phoneCounter).padStart(6, '0')}`;
 }
+
+export interface TokenPair {
+  accessToken: string;
+  refreshToken: string;
+  tokenType: 'Bearer';
+  expiresIn: number;
+  user: { id: string; phone: string | null; [key: string]: unknown };
+}
+
+/** The whole web SMS login: request a code, read it off the "phone", verify it. */
+export async function signInBySms(testApp: Pick<TestApp, 'app' | 'sms'>, phone = uniquePhone()): Promise<TokenPair> {
+  const requested = await testApp.app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone } });
+  if (requested.statusCode !== 200) throw new Error(`request failed: ${requested.body}`);
+  const verified = await testApp.app.inject({
+    method: 'POST',
+    url: '/auth/otp/verify',
+    payload: { phone, code: testApp.sms.lastCodeFor(phone) },
+  });
+  if (verified.statusCode !== 200) throw new Error(`verify failed: ${verified.body}`);
+  return verified.json() as TokenPair;
+}
