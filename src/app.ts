@@ -64,6 +64,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorate('services', services);
 
   app.setErrorHandler(errorHandler);
+  // JSON everywhere: a text/plain body is refused with 415 rather than handed to a route as a string.
+  app.removeContentTypeParser('text/plain');
   const windowMs = config.RATE_LIMIT_WINDOW_SECONDS * 1000;
   await app.register(rateLimit, {
     global: true,

@@ -13,7 +13,11 @@ export const metaRoutes: FastifyPluginAsync<{ keys: SigningKeys; connection: Con
 
   app.get('/ready', async (_request, reply) => {
     try {
-      await connection.db!.admin().command({ ping: 1 });
+      // A database that hangs is as unready as one that refuses; answer within two seconds either way.
+      await Promise.race([
+        connection.db!.admin().command({ ping: 1 }),
+        new Promise((_resolve, reject) => setTimeout(() => reject(new Error('ping timed out')), 2000).unref()),
+      ]);
       return { status: 'ready' };
     } catch {
       return reply.code(503).send({ error: 'service_unavailable', message: 'The database does not answer.' });

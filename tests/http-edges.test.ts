@@ -1,0 +1,175 @@
+import { describe, expect, it } from 'vitest';
+import { connectDatabase } from '../src/db/connection.js';
+import { buildTestApp, signInBySms, uniquePhone } from './helpers/app.js';
+import { inject } from 'vitest';
+
+const testApp = await buildTestApp({ BODY_LIMIT_BYTES: '2048' });
+const { app } = testApp;
+
+describe('bad input never reaches a 500', () => {
+  it.each([
+    ['malformed JSON', '{"phone":', 400, 'invalid_json'],
+    ['an empty JSON body', '', 400, 'invalid_json'],
+    ['a number where a string belongs', '{"phone": 919812345678}', 400, 'invalid_request'],
+    ['an operator object where a string belongs', '{"phone": {"$gt": ""}}', 400, 'invalid_request'],
+    ['an array', '[]', 400, 'invalid_request'],
+    ['an unknown field', '{"phone": "+919812345678", "admin": true}', 400, 'invalid_request'],
+    ['an unknown channel', '{"phone": "+919812345678", "channel": "pigeon"}', 400, 'invalid_request'],
+    ['a prototype-poisoning body', '{"phone": "+919812345678", "__proto__": {"x": 1}}', 400, 'invalid_json'],
+  ])('%s on /auth/otp/request is refused with a 4xx and its error code', async (_case, payload, status, error) => {
+    const response = await app.inject({ method: 'POST', url: '/auth/otp/request', headers: { 'content-type': 'application/json' }, payload });
+    expect(response.statusCode).toBe(status);
+    expect(response.json()).toMatchObject({ error, message: expect.any(String) });
+  });
+
+  it.each([
+    ['/auth/otp/verify', { challengeId: { $ne: null }, code: '123456' }],
+    ['/auth/otp/verify', { phone: '+919812345678' }],
+    ['/auth/token/refresh', { refreshToken: { $regex: '.*' } }],
+    ['/auth/logout', { refreshToken: ['a'] }],
+  ])('a body of the wrong shape on %s answers 400 invalid_request', async (url, payload) => {
+    const response = await app.inject({ method: 'POST', url, payload });
+    expect(response.statusCode).toBe(400);
+    expect(response.json()).toMatchObject({ error: 'invalid_request', message: expect.any(String) });
+  });
+
+  it('a body over BODY_LIMIT_BYTES answers 413 payload_too_large', async () => {
+    const response = await app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone: 'x'.repeat(4096) } });
+    expect(response.statusCode).toBe(413);
+    expect(response.json()).toMatchObject({ error: 'payload_too_large' });
+  });
+
+  it('a body that is not JSON answers 415 unsupported_media_type', async () => {
+    const response = await app.inject({ method: 'POST', url: '/auth/otp/request', headers: { 'content-type': 'text/plain' }, payload: 'phone=1' });
+    expect(response.statusCode).toBe(415);
+    expect(response.json()).toMatchObject({ error: 'unsupported_media_type' });
+  });
+
+  it('an unknown route answers 404 JSON without echoing the query string', async () => {
+    const response = await app.inject({ method: 'GET', url: '/admin/users?token=secret' });
+    expect(response.statusCode).toBe(404);
+    expect(response.json()).toEqual({ error: 'not_found', message: 'There is no GET /admin/users.' });
+  });
+
+  it('a wrong method on a known path answers 404 JSON', async () => {
+    const response = await app.inject({ method: 'DELETE', url: '/auth/otp/request' });
+    expect(response.statusCode).toBe(404);
+    expect(response.json()).toMatchObject({ error: 'not_found' });
+  });
+});
+
+describe('health and readiness', () => {
+  it('/health says the process is alive', async () => {
+    const response = await app.inject({ method: 'GET', url: '/health' });
+    expect(response.statusCode).toBe(200);
+    expect(response.json()).toEqual({ status: 'ok' });
+  });
+
+  it('/ready says ready while the database answers', async () => {
+    const response = await app.inject({ method: 'GET', url: '/ready' });
+    expect(response.statusCode).toBe(200);
+    expect(response.json()).toEqual({ status: 'ready' });
+  });
+
+  it('/ready answers 503 once the database is gone', async () => {
+    const own = await connectDatabase(inject('mongoUri'), { dbName: 'chatgate_test_ready' });
+    const { app: lonely } = await buildTestApp({}, { database: own });
+    await own.close();
+    const response = await lonely.inject({ method: 'GET', url: '/ready' });
+    expect(response.statusCode).toBe(503);
+    expect(response.json()).toMatchObject({ error: 'service_unavailable' });
+  });
+});
+
+describe('rate limits per IP', async () => {
+  const limited = await buildTestApp({ RATE_LIMIT_MAX: '5', OTP_RATE_LIMIT_MAX: '2', RATE_LIMIT_WINDOW_SECONDS: '60' });
+  const ip = (address: string) => ({ remoteAddress: address });
+
+  it('the stricter limit on /auth/otp/* answers 429 rate_limited with Retry-After', async () => {
+    const send = () => limited.app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone: 'bad' }, ...ip('203.0.113.7') });
+    expect((await send()).statusCode).toBe(400);
+    expect((await send()).statusCode).toBe(400);
+    const refused = await send();
+    expect(refused.statusCode).toBe(429);
+    expect(refused.json()).toMatchObject({ error: 'rate_limited', message: expect.any(String), retryAfter: expect.any(Number) });
+    expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0);
+    // Another address is not affected.
+    expect((await limited.app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone: 'bad' }, ...ip('203.0.113.8') })).statusCode).toBe(400);
+  });
+
+  it('the global limit covers every route', async () => {
+    const get = () => limited.app.inject({ method: 'GET', url: '/health', ...ip('198.51.100.1') });
+    for (let request = 0; request < 5; request++) expect((await get()).statusCode).toBe(200);
+    const refused = await get();
+    expect(refused.statusCode).toBe(429);
+    expect(refused.json()).toMatchObject({ error: 'rate_limited' });
+  });
+
+  it('ignores X-Forwarded-For unless TRUST_PROXY says so', async () => {
+    const spoof = (forwarded: string) =>
+      limited.app.inject({ method: 'POST', url: '/auth/login-intents', headers: { 'x-forwarded-for': forwarded }, ...ip('192.0.2.50') });
+    expect((await spoof('10.0.0.1')).statusCode).toBe(201);
+    expect((await spoof('10.0.0.2')).statusCode).toBe(201);
+    expect((await spoof('10.0.0.3')).statusCode).toBe(429);
+  });
+});
+
+describe('behind a trusted proxy', async () => {
+  const proxied = await buildTestApp({ TRUST_PROXY: 'true', OTP_RATE_LIMIT_MAX: '1' });
+
+  it('takes the client address from X-Forwarded-For, for limits and for the intent record', async () => {
+    const create = (forwarded: string) =>
+      proxied.app.inject({ method: 'POST', url: '/auth/login-intents', headers: { 'x-forwarded-for': forwarded }, remoteAddress: '10.0.0.9' });
+    const first = await create('203.0.113.20');
+    expect(first.statusCode).toBe(201);
+    expect((await create('203.0.113.21')).statusCode).toBe(201);
+    expect((await create('203.0.113.20')).statusCode).toBe(429);
+    const summary = await proxied.app.services.loginIntents.claim({ code: (first.json() as { code: string }).code }, { channel: 'telegram', subject: '1' });
+    expect(summary.ip).toBe('203.0.113.20');
+  });
+});
+
+describe('logs and the audit trail', () => {
+  it('never contain codes, tokens or full phone numbers', async () => {
+    const phone = uniquePhone();
+    const tokens = await signInBySms(testApp, phone);
+    await app.inject({ method: 'POST', url: '/auth/token/refresh', payload: { refreshToken: tokens.refreshToken } });
+    await app.inject({ method: 'GET', url: '/auth/me', headers: { authorization: `Bearer ${tokens.accessToken}` } });
+    testApp.sms.failNext = true;
+    await app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone: uniquePhone() } });
+    const logs = testApp.logs.join('');
+    expect(logs).toContain('otp delivery failed');
+    const code = testApp.sms.lastCodeFor(phone);
+    for (const secret of [code, tokens.refreshToken, tokens.accessToken, phone]) expect(logs).not.toContain(secret);
+    expect(logs).toMatch(/"\+44\*+\d\d"/);
+  });
+
+  it('records sent codes, verifications, issued and refreshed tokens, reuse and logout with channel, user and IP', async () => {
+    const phone = uniquePhone();
+    const requested = await app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone }, remoteAddress: '203.0.113.99' });
+    const { challengeId } = requested.json() as { challengeId: string };
+    const code = testApp.sms.lastCodeFor(phone);
+    await app.inject({ method: 'POST', url: '/auth/otp/verify', payload: { challengeId, code: code === '000000' ? '000001' : '000000' }, remoteAddress: '203.0.113.99' });
+    const verified = await app.inject({ method: 'POST', url: '/auth/otp/verify', payload: { challengeId, code }, remoteAddress: '203.0.113.99' });
+    const tokens = verified.json() as { refreshToken: string; user: { id: string } };
+    await app.inject({ method: 'POST', url: '/auth/token/refresh', payload: { refreshToken: tokens.refreshToken }, remoteAddress: '203.0.113.99' });
+    await app.inject({ method: 'POST', url: '/auth/token/refresh', payload: { refreshToken: tokens.refreshToken }, remoteAddress: '203.0.113.99' });
+    const events = await testApp.database.connection
+      .collection('audit_events')
+      .find({ ip: '203.0.113.99' })
+      .sort({ _id: 1 })
+      .toArray();
+    expect(events.map((event) => event.type)).toEqual([
+      'otp.sent',
+      'otp.verify_failed',
+      'otp.verify_ok',
+      'tokens.issued',
+      'tokens.refreshed',
+      'tokens.reuse_detected',
+    ]);
+    expect(events.every((event) => event.channel === 'sms')).toBe(true);
+    expect(events.slice(2).every((event) => event.userId?.toString() === tokens.user.id)).toBe(true);
+    expect(events[0]!.phone).not.toBe(phone);
+    expect(events[0]!.phone).toMatch(/^\+44\*+\d\d$/);
+  });
+});
