@@ -57,8 +57,8 @@ describe('the twilio SMS provider', () => {
   // Twilio's own HTTP client, pointed at the stand-in server instead of api.twilio.com: the package builds and
   // sends the real request, the test only moves where it goes.
   class LocalTwilioClient extends twilio.RequestClient {
-    override request<T>(options: twilio.RequestClient.RequestOptions<T>) {
-      return super.request({ ...options, uri: options.uri.replace('https://api.twilio.com', stub.url) });
+    override request<TData>(options: Parameters<twilio.RequestClient['request']>[0] & { data?: TData }) {
+      return super.request<TData>({ ...options, uri: options.uri.replace('https://api.twilio.com', stub.url) });
     }
   }
   const settings = { accountSid: 'AC00000000000000000000000000000001', authToken: 'twilio-auth-token', httpClient: new LocalTwilioClient() };

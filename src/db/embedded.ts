@@ -1,5 +1,5 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import path from 'node:path';
@@ -95,22 +95,31 @@ async function startFerretDB(options: EmbeddedOptions): Promise<EmbeddedDatabase
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
-  let stderr = '';
+  let problem = '';
   child.stderr?.on('data', (chunk: Buffer) => {
-    stderr = (stderr + chunk.toString()).slice(-2000);
+    problem = (problem + chunk.toString()).slice(-2000);
   });
+  // A binary that cannot be started at all (missing, not executable) shows up here, not as an exit.
+  child.once('error', (error) => {
+    problem = `${error.message}\n${problem}`;
+  });
+  const removeTemporaryData = () => (options.dataDir ? Promise.resolve() : rm(dataDir, { recursive: true, force: true }));
   const uri = `mongodb://127.0.0.1:${port}/`;
   try {
-    await waitUntilAnswering(uri, child, () => stderr);
+    await waitUntilAnswering(uri, child, () => problem);
   } catch (error) {
     child.kill('SIGKILL');
+    await removeTemporaryData();
     throw error;
   }
   return {
     engine: 'ferretdb',
     description: `FerretDB ${FERRETDB_VERSION} (SQLite backend, data in ${dataDir})`,
     uri,
-    stop: () => stopChild(child),
+    stop: async () => {
+      await stopChild(child);
+      await removeTemporaryData();
+    },
   };
 }
 
@@ -139,16 +148,16 @@ function freePort(): Promise<number> {
   });
 }
 
-async function waitUntilAnswering(uri: string, child: ChildProcess, stderr: () => string): Promise<void> {
+async function waitUntilAnswering(uri: string, child: ChildProcess, problem: () => string): Promise<void> {
   const deadline = Date.now() + 20_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`FerretDB exited with ${child.exitCode}: ${stderr().trim()}`);
+    if (child.exitCode !== null || child.pid === undefined) throw new Error(`FerretDB did not start: ${problem().trim()}`);
     const client = new MongoClient(uri, { serverSelectionTimeoutMS: 300, directConnection: true });
     try {
       await client.db('admin').command({ ping: 1 });
       return;
     } catch {
-      if (Date.now() > deadline) throw new Error(`FerretDB did not answer on ${uri}: ${stderr().trim()}`);
+      if (Date.now() > deadline) throw new Error(`FerretDB did not answer on ${uri}: ${problem().trim()}`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     } finally {
       await client.close();
@@ -157,7 +166,7 @@ async function waitUntilAnswering(uri: string, child: ChildProcess, stderr: () =
 }
 
 function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return Promise.resolve();
+  if (child.exitCode !== null || child.pid === undefined) return Promise.resolve();
   return new Promise((resolve) => {
     const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
     child.once('exit', () => {
