@@ -10,6 +10,7 @@ import type { TwilioSettings } from './delivery/twilio-sms.js';
 import type { CodeSender } from './delivery/types.js';
 import { AppError } from './errors.js';
 import { errorHandler, sendError } from './http/error-handler.js';
+import { waitForHandlersOnClose } from './http/in-flight.js';
 import { loggerOptions } from './logger.js';
 import { loginIntentRoutes } from './routes/login-intents.js';
 import { metaRoutes } from './routes/meta.js';
@@ -62,6 +63,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const linkBuilders: IntentLinkBuilder[] = [];
   const services = createServices({ config, database, keys, pepper: deps.pepper, clock, senders, linkBuilders, log: app.log });
   app.decorate('services', services);
+  waitForHandlersOnClose(app);
 
   app.setErrorHandler(errorHandler);
   // JSON everywhere: a text/plain body is refused with 415 rather than handed to a route as a string.

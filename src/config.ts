@@ -39,7 +39,6 @@ export const configSchema = z.object({
   PORT: int(0, 65535).default(3000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DATA_DIR: z.string().default('.data'),
-  PUBLIC_URL: z.url().optional(),
 
   MONGODB_URI: z.string().regex(/^mongodb(\+srv)?:\/\//, 'must be a mongodb:// or mongodb+srv:// URI').optional(),
   EMBEDDED_DB_ENGINE: z.enum(['auto', 'mongod', 'ferretdb']).default('auto'),

@@ -95,3 +95,13 @@ describe('production', () => {
     expect(problemsOf({ ...safe, ...change }).some((problem) => problem.startsWith(variable))).toBe(true);
   });
 });
+
+describe('.env.example', () => {
+  it('documents every variable the configuration reads, and no other', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const { configSchema } = await import('../src/config.js');
+    const text = await readFile(new URL('../.env.example', import.meta.url), 'utf8');
+    const documented = [...text.matchAll(/^([A-Z][A-Z0-9_]*)=/gm)].map((match) => match[1]).sort();
+    expect(documented).toEqual(Object.keys(configSchema.shape).sort());
+  });
+});

@@ -173,3 +173,22 @@ describe('logs and the audit trail', () => {
     expect(events[0]!.phone).toMatch(/^\+44\*+\d\d$/);
   });
 });
+
+describe('closing', () => {
+  it('waits for requests in flight to finish their work', async () => {
+    const closing = await buildTestApp();
+    const slowSend = closing.sms.send.bind(closing.sms);
+    closing.sms.send = async (message) => {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await slowSend(message);
+    };
+    const phone = uniquePhone();
+    const inFlight = closing.app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone } });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await closing.app.close();
+    // By the time close() returns, the handler has stored, sent and activated the code.
+    const stored = await closing.database.connection.collection('challenges').findOne({ phone });
+    expect(stored?.status).toBe('active');
+    expect((await inFlight).statusCode).toBe(200);
+  });
+});

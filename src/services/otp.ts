@@ -71,12 +71,12 @@ export function createOtpService(deps: OtpDeps) {
    * Refuses a send that comes too soon after the last one, or one too many within the hour, and numbers the
    * next send. One read gives both, so a concurrent sender sees the same number and loses at the unique index.
    */
-  async function nextSendSeq(phone: string, now: Date): Promise<number> {
+  async function nextSend(phone: string, now: Date): Promise<{ sendSeq: number; olderActive: boolean }> {
     const latest = await challenges
-      .find({ phone }, { sendSeq: 1, createdAt: 1 })
+      .find({ phone }, { sendSeq: 1, createdAt: 1, status: 1 })
       .sort({ sendSeq: -1 })
       .limit(settings.maxSendsPerHour)
-      .lean<Pick<Challenge, 'sendSeq' | 'createdAt'>[]>();
+      .lean<Pick<Challenge, 'sendSeq' | 'createdAt' | 'status'>[]>();
     const last = latest[0];
     if (last) {
       const resendAt = new Date(last.createdAt.getTime() + settings.resendSeconds * 1000);
@@ -87,7 +87,9 @@ export function createOtpService(deps: OtpDeps) {
       const oldest = withinHour[withinHour.length - 1]!;
       throw rateLimited(secondsBetween(now, new Date(oldest.createdAt.getTime() + HOUR_MS)));
     }
-    return (last?.sendSeq ?? 0) + 1;
+    // Each delivered send supersedes all before it, so an active code older than this window would need that many
+    // failed deliveries in a row since; skipping the supersede write when none is visible saves a write per send.
+    return { sendSeq: (last?.sendSeq ?? 0) + 1, olderActive: latest.some((send) => send.status === 'active') };
   }
 
   async function findChallenge(by: { challengeId: string } | { phone: string }): Promise<Challenge> {
@@ -128,7 +130,7 @@ export function createOtpService(deps: OtpDeps) {
       const sender = chooseSender(input.channel, phone, user);
 
       const now = clock.now();
-      const sendSeq = await nextSendSeq(phone, now);
+      const { sendSeq, olderActive } = await nextSend(phone, now);
       const challengeId = new Types.ObjectId();
       const code = fixedCode ?? newCode();
       const expiresAt = new Date(now.getTime() + settings.ttlSeconds * 1000);
@@ -168,7 +170,9 @@ export function createOtpService(deps: OtpDeps) {
 
       await challenges.updateOne({ _id: challengeId }, { $set: { status: 'active' } });
       // Only the newest code works: one active challenge per phone.
-      await challenges.updateMany({ phone, status: 'active', sendSeq: { $lt: sendSeq } }, { $set: { status: 'superseded' } });
+      if (olderActive) {
+        await challenges.updateMany({ phone, status: 'active', sendSeq: { $lt: sendSeq } }, { $set: { status: 'superseded' } });
+      }
       await audit.record({ type: 'otp.sent', channel: sender.channel, phone, ip: input.ip, detail: { provider: fixedCode ? 'test_number' : sender.provider } });
       return {
         challengeId: challengeId.toString(),
