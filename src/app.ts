@@ -2,12 +2,16 @@ import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import pino, { type DestinationStream } from 'pino';
 import type { Channel } from '../models/channels.js';
+import { createWhatsAppConversation } from '../webhooks/whatsapp/conversation.js';
+import { whatsappLoginLink, whatsappWebhook } from '../webhooks/whatsapp/index.js';
+import { chatTexts } from './chat-texts.js';
 import { systemClock, type Clock } from './clock.js';
-import type { Config } from './config.js';
+import { whatsappEnabled, type Config } from './config.js';
 import type { Database } from './db/connection.js';
 import { createSmsSender } from './delivery/index.js';
 import type { TwilioSettings } from './delivery/twilio-sms.js';
 import type { CodeSender } from './delivery/types.js';
+import { createWhatsAppClient, createWhatsAppCodeSender, type WhatsAppClient } from './delivery/whatsapp.js';
 import { AppError } from './errors.js';
 import { errorHandler, sendError } from './http/error-handler.js';
 import { waitForHandlersOnClose } from './http/in-flight.js';
@@ -61,9 +65,27 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     sms: deps.smsSender ?? createSmsSender(config, { twilioHttpClient: deps.twilioHttpClient }),
   };
   const linkBuilders: IntentLinkBuilder[] = [];
+
+  let whatsapp: WhatsAppClient | undefined;
+  if (whatsappEnabled(config)) {
+    whatsapp = createWhatsAppClient({
+      graphUrl: config.WHATSAPP_GRAPH_URL,
+      apiVersion: config.WHATSAPP_API_VERSION,
+      accessToken: config.WHATSAPP_ACCESS_TOKEN!,
+      phoneNumberId: config.WHATSAPP_PHONE_NUMBER_ID!,
+      timeoutMs: config.WHATSAPP_SEND_TIMEOUT_MS,
+    });
+    // Web-requested codes need an approved authentication template (business-initiated messages).
+    if (config.WHATSAPP_OTP_TEMPLATE) {
+      senders.whatsapp = createWhatsAppCodeSender(whatsapp, { name: config.WHATSAPP_OTP_TEMPLATE, language: config.WHATSAPP_OTP_TEMPLATE_LANGUAGE });
+    }
+    if (config.WHATSAPP_DISPLAY_NUMBER) linkBuilders.push(whatsappLoginLink(config.WHATSAPP_DISPLAY_NUMBER));
+  }
+
   const services = createServices({ config, database, keys, pepper: deps.pepper, clock, senders, linkBuilders, log: app.log });
   app.decorate('services', services);
   waitForHandlersOnClose(app);
+  const texts = chatTexts(config);
 
   app.setErrorHandler(errorHandler);
   // JSON everywhere: a text/plain body is refused with 415 rather than handed to a route as a string.
@@ -88,5 +110,38 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(otpRoutes, { services, rateLimit: strictLimit });
   await app.register(tokenRoutes, { services });
   await app.register(loginIntentRoutes, { services, rateLimit: strictLimit });
+
+  if (whatsapp) {
+    services.inbox.registerHandler(
+      'whatsapp',
+      createWhatsAppConversation({
+        services,
+        client: whatsapp,
+        texts,
+        clock,
+        log: app.log,
+        settings: {
+          requireConfirm: config.INTENT_REQUIRE_CONFIRM,
+          maxMessageAgeSeconds: config.WHATSAPP_MAX_MESSAGE_AGE_SECONDS,
+          serviceName: config.SERVICE_NAME,
+        },
+      }),
+    );
+    await app.register(whatsappWebhook, {
+      verifyToken: config.WHATSAPP_VERIFY_TOKEN!,
+      appSecret: config.WHATSAPP_APP_SECRET!,
+      phoneNumberId: config.WHATSAPP_PHONE_NUMBER_ID!,
+      inbox: services.inbox,
+    });
+    app.log.info({ templateCodes: !!senders.whatsapp, links: !!config.WHATSAPP_DISPLAY_NUMBER }, 'WhatsApp is on: POST /webhooks/whatsapp');
+  } else {
+    app.log.info('WhatsApp is off (set WHATSAPP_VERIFY_TOKEN and WHATSAPP_APP_SECRET to turn it on)');
+  }
+
+  if (whatsapp) {
+    // Retries chat messages whose handling failed or was cut short by a restart.
+    services.inbox.startSweeping(15_000);
+  }
+  app.addHook('onClose', () => services.inbox.stop());
   return app;
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { defaultChatTexts } from './chat-texts.js';
 
 // The whole environment, validated once at start. `.env.example` mirrors this file: keep them together.
 
@@ -86,6 +87,42 @@ export const configSchema = z.object({
 
   INTENT_TTL_SECONDS: int(30, 3600).default(300),
   INTENT_REQUIRE_CONFIRM: bool.default(true),
+  // The name the bots use for the service people sign in to ("Sign in to Acme?").
+  SERVICE_NAME: z.string().min(1).max(60).default('Chatgate'),
+  // JSON object overriding chat reply texts by key (see src/chat-texts.ts), for WhatsApp and Telegram alike.
+  CHAT_TEXTS: z
+    .string()
+    .transform((value, ctx) => {
+      try {
+        return JSON.parse(value) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'must be a JSON object' });
+        return z.NEVER;
+      }
+    })
+    .pipe(
+      z.record(z.string(), z.string()).refine(
+        (texts) => Object.keys(texts).every((key) => key in defaultChatTexts),
+        { message: `only these keys: ${Object.keys(defaultChatTexts).join(', ')}` },
+      ),
+    )
+    .optional(),
+
+  WHATSAPP_VERIFY_TOKEN: z.string().min(8, 'must be at least 8 characters').optional(),
+  WHATSAPP_APP_SECRET: z.string().min(8, 'must be at least 8 characters').optional(),
+  WHATSAPP_ACCESS_TOKEN: z.string().optional(),
+  WHATSAPP_PHONE_NUMBER_ID: z.string().regex(/^\d+$/, 'must be the numeric phone number id').optional(),
+  WHATSAPP_API_VERSION: z.string().regex(/^v\d+\.\d+$/, 'must look like v23.0').default('v23.0'),
+  WHATSAPP_GRAPH_URL: z.url().default('https://graph.facebook.com'),
+  WHATSAPP_DISPLAY_NUMBER: z
+    .string()
+    .transform((value) => value.replace(/[\s()+-]/g, ''))
+    .pipe(z.string().regex(/^\d{6,15}$/, 'must be the business number in international form, e.g. +15551234567'))
+    .optional(),
+  WHATSAPP_OTP_TEMPLATE: z.string().optional(),
+  WHATSAPP_OTP_TEMPLATE_LANGUAGE: z.string().default('en_US'),
+  WHATSAPP_MAX_MESSAGE_AGE_SECONDS: int(10, 86_400).default(600),
+  WHATSAPP_SEND_TIMEOUT_MS: int(500, 60_000).default(10_000),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -111,6 +148,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return { ...config, SMS_PROVIDER: config.SMS_PROVIDER ?? (config.NODE_ENV === 'production' ? undefined : 'console') };
 }
 
+export const whatsappEnabled = (config: Config): boolean => !!(config.WHATSAPP_VERIFY_TOKEN && config.WHATSAPP_APP_SECRET);
+
 // Development conveniences that would be holes in production.
 function productionProblems(config: Config): string[] {
   if (config.NODE_ENV !== 'production') return [];
@@ -126,6 +165,12 @@ function productionProblems(config: Config): string[] {
 
 function providerProblems(config: Config): string[] {
   const problems: string[] = [];
+  // WhatsApp is on when its webhook can be verified; then the bot must also be able to answer.
+  if (config.WHATSAPP_VERIFY_TOKEN || config.WHATSAPP_APP_SECRET) {
+    for (const name of ['WHATSAPP_VERIFY_TOKEN', 'WHATSAPP_APP_SECRET', 'WHATSAPP_ACCESS_TOKEN', 'WHATSAPP_PHONE_NUMBER_ID'] as const) {
+      if (!config[name]) problems.push(`${name}: required when WhatsApp is on (WHATSAPP_VERIFY_TOKEN or WHATSAPP_APP_SECRET is set)`);
+    }
+  }
   if (config.SMS_PROVIDER === 'twilio') {
     if (!config.TWILIO_ACCOUNT_SID) problems.push('TWILIO_ACCOUNT_SID: required with SMS_PROVIDER=twilio');
     if (!config.TWILIO_AUTH_TOKEN) problems.push('TWILIO_AUTH_TOKEN: required with SMS_PROVIDER=twilio');

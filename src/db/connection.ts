@@ -1,6 +1,7 @@
 import mongoose, { type Connection } from 'mongoose';
 import { auditEventSchema, type AuditEvent } from '../../models/audit-event.js';
 import { challengeSchema, type Challenge } from '../../models/challenge.js';
+import { inboundMessageSchema, type InboundMessage } from '../../models/inbound-message.js';
 import { loginIntentSchema, type LoginIntent } from '../../models/login-intent.js';
 import { refreshTokenSchema, type RefreshToken } from '../../models/refresh-token.js';
 import { reservationSchema, type Reservation } from '../../models/reservation.js';
@@ -16,6 +17,7 @@ export function registerModels(connection: Connection) {
     RefreshToken: connection.model<RefreshToken>('RefreshToken', refreshTokenSchema),
     LoginIntent: connection.model<LoginIntent>('LoginIntent', loginIntentSchema),
     AuditEvent: connection.model<AuditEvent>('AuditEvent', auditEventSchema),
+    InboundMessage: connection.model<InboundMessage>('InboundMessage', inboundMessageSchema),
   };
 }
 

@@ -5,6 +5,7 @@ import type { Database } from '../db/connection.js';
 import type { CodeSender } from '../delivery/types.js';
 import { createAuditTrail } from './audit.js';
 import { createIdentityService } from './identities.js';
+import { createInbox } from './inbox.js';
 import { createLoginIntentService, type IntentLinkBuilder } from './login-intents.js';
 import { createOtpService } from './otp.js';
 import { createReservations } from './reservations.js';
@@ -74,7 +75,8 @@ export function createServices(deps: ServiceDeps) {
     settings: { ttlSeconds: config.INTENT_TTL_SECONDS },
     linkBuilders: deps.linkBuilders,
   });
-  return { audit, reservations, identities, tokens, otp, loginIntents };
+  const inbox = createInbox({ messages: models.InboundMessage, reservations, clock, log });
+  return { audit, reservations, identities, tokens, otp, loginIntents, inbox };
 }
 
 export type Services = ReturnType<typeof createServices>;

@@ -119,15 +119,19 @@ export function createOtpService(deps: OtpDeps) {
   }
 
   return {
-    async requestCode(input: { phone: string; channel: RequestedChannel; ip?: string | undefined }) {
+    /**
+     * Sends a code to a phone. `via` replaces the channel's usual sender: a chat that is asked for a code answers
+     * in the conversation itself (within its reply window) instead of, say, a WhatsApp template.
+     */
+    async requestCode(input: { phone: string; channel: RequestedChannel; ip?: string | undefined; via?: CodeSender }) {
       const { e164: phone, country } = parsePhone(input.phone, settings.defaultCountry, testNumbers);
       const fixedCode = testNumbers.get(phone);
       // Checked before anything is sent or stored: the defence against SMS pumping to premium ranges.
       if (allowedCountries && !fixedCode && (!country || !allowedCountries.has(country))) {
         throw new AppError('country_not_allowed', 'We do not send codes to numbers in this country.', { country: country ?? null });
       }
-      const user = input.channel === 'sms' ? null : await identities.findByPhone(phone);
-      const sender = chooseSender(input.channel, phone, user);
+      const user = input.channel === 'sms' || input.via ? null : await identities.findByPhone(phone);
+      const sender = input.via ?? chooseSender(input.channel, phone, user);
 
       const now = clock.now();
       const { sendSeq, olderActive } = await nextSend(phone, now);

@@ -1,0 +1,144 @@
+import type { Model } from 'mongoose';
+import type { Channel } from '../../models/channels.js';
+import type { InboundMessage } from '../../models/inbound-message.js';
+import type { Clock } from '../clock.js';
+import { isDuplicateKey, type Reservations } from './reservations.js';
+
+/** What a channel's handler made of a message: handled, or deliberately ignored (with why). */
+export type HandlingOutcome = { status: 'handled' | 'ignored'; outcome: string };
+
+export type MessageHandler = (payload: Record<string, unknown>, context: { id: string; receivedAt: Date }) => Promise<HandlingOutcome>;
+
+export interface InboxSettings {
+  /** Failed handling is retried after these delays (seconds), then given up on. */
+  retryDelaysSeconds: readonly number[];
+  /** How long after arrival the sweep treats an unhandled message as stuck (its process died). */
+  stuckAfterSeconds: number;
+  keepDays: number;
+}
+
+export interface InboxDeps {
+  messages: Model<InboundMessage>;
+  reservations: Reservations;
+  clock: Clock;
+  log: { warn(object: object, message: string): void; error(object: object, message: string): void };
+  settings?: Partial<InboxSettings>;
+}
+
+const defaults: InboxSettings = { retryDelaysSeconds: [10, 60, 300, 1800], stuckAfterSeconds: 60, keepDays: 7 };
+
+/**
+ * Durable before acknowledged: chat messages are stored (keyed by the channel's message id) before the webhook
+ * answers, handled right after, and retried from the stored record when handling fails or the process dies.
+ */
+export function createInbox(deps: InboxDeps) {
+  const { messages, reservations, clock, log } = deps;
+  const settings = { ...defaults, ...deps.settings };
+  const handlers = new Map<Channel, MessageHandler>();
+  const running = new Set<Promise<void>>();
+  let sweeper: NodeJS.Timeout | undefined;
+
+  async function handleOnce(id: string): Promise<void> {
+    const record = await messages.findById(id).lean<InboundMessage>();
+    if (!record || record.status === 'handled' || record.status === 'ignored') return;
+    const attempt = (record.attempts ?? 0) + 1;
+    if (attempt > settings.retryDelaysSeconds.length + 1) return;
+    // Whoever reserves attempt n runs it: the prompt handler and the sweep never both do.
+    if (!(await reservations.reserve(`inbox:${id}:attempt:${attempt}`, settings.keepDays * 86_400))) return;
+    const handler = handlers.get(record.channel as Channel);
+    if (!handler) return;
+    try {
+      const result = await handler(record.payload as Record<string, unknown>, { id, receivedAt: record.receivedAt });
+      await messages.updateOne({ _id: id }, { $set: { status: result.status, outcome: result.outcome, attempts: attempt, handledAt: clock.now() } });
+    } catch (error) {
+      const delay = settings.retryDelaysSeconds[attempt - 1];
+      const reason = error instanceof Error ? error.message : String(error);
+      log.error({ err: error, messageId: id, attempt, willRetry: delay !== undefined }, 'inbound message handling failed');
+      await messages.updateOne(
+        { _id: id },
+        {
+          $set: {
+            status: 'failed',
+            attempts: attempt,
+            lastError: reason.slice(0, 500),
+            nextAttemptAt: new Date(clock.now().getTime() + (delay ?? 365 * 86_400) * 1000),
+          },
+        },
+      );
+    }
+  }
+
+  function track(work: Promise<void>): Promise<void> {
+    const tracked = work.catch((error: unknown) => log.error({ err: error }, 'inbox processing failed')).finally(() => running.delete(tracked));
+    running.add(tracked);
+    return tracked;
+  }
+
+  return {
+    registerHandler(channel: Channel, handler: MessageHandler) {
+      handlers.set(channel, handler);
+    },
+
+    /** Stores messages; answers which ids are new. A redelivered id is acknowledged and not stored again. */
+    async accept(channel: Channel, entries: { id: string; payload: Record<string, unknown> }[]): Promise<string[]> {
+      const now = clock.now();
+      const fresh: string[] = [];
+      for (const entry of entries) {
+        const id = `${channel}:${entry.id}`;
+        try {
+          await messages.collection.insertOne({
+            _id: id as never,
+            channel,
+            payload: entry.payload,
+            status: 'received',
+            attempts: 0,
+            nextAttemptAt: new Date(now.getTime() + settings.stuckAfterSeconds * 1000),
+            receivedAt: now,
+            cleanupAt: new Date(now.getTime() + settings.keepDays * 86_400_000),
+          });
+          fresh.push(id);
+        } catch (error) {
+          if (!isDuplicateKey(error)) throw error;
+        }
+      }
+      return fresh;
+    },
+
+    /** Handles stored messages in the background, one after another (in arrival order). */
+    process(ids: string[]): Promise<void> {
+      return track(
+        (async () => {
+          for (const id of ids) await handleOnce(id);
+        })(),
+      );
+    },
+
+    /** Retries what failed or got stuck. Runs on a timer; tests call it directly. */
+    async sweep(): Promise<number> {
+      const due = await messages
+        .find({ status: { $in: ['received', 'failed'] }, nextAttemptAt: { $lte: clock.now() } }, { _id: 1 })
+        .limit(100)
+        .lean<Pick<InboundMessage, '_id'>[]>();
+      for (const { _id } of due) await track(handleOnce(_id));
+      return due.length;
+    },
+
+    startSweeping(intervalMs: number) {
+      sweeper ??= setInterval(() => void this.sweep().catch((error: unknown) => log.warn({ err: error }, 'inbox sweep failed')), intervalMs);
+      sweeper.unref();
+    },
+
+    /** Resolves once nothing is being handled: for shutdown, and for tests. */
+    async idle(): Promise<void> {
+      while (running.size > 0) await Promise.allSettled([...running]);
+    },
+
+    async stop() {
+      if (sweeper) clearInterval(sweeper);
+      sweeper = undefined;
+      await this.idle();
+    },
+  };
+}
+
+export type Inbox = ReturnType<typeof createInbox>;

@@ -1,0 +1,106 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { AppError } from '../../src/errors.js';
+import type { Inbox } from '../../src/services/inbox.js';
+import { inboundMessage, senderContact, webhookEnvelope, type SenderContact } from './payload.js';
+import { isValidSignature, secretsMatch } from './signature.js';
+
+export interface WhatsAppWebhookOptions {
+  verifyToken: string;
+  appSecret: string;
+  phoneNumberId: string;
+  inbox: Inbox;
+}
+
+// Meta sends up to 3 MB per request and batches many messages; the rest of the server keeps its small limit.
+const WEBHOOK_BODY_LIMIT = 4 * 1024 * 1024;
+
+/** GET /webhooks/whatsapp (verification handshake) and POST /webhooks/whatsapp (signed event notifications). */
+export const whatsappWebhook: FastifyPluginAsync<WhatsAppWebhookOptions> = async (app, options) => {
+  // The signature covers the bytes as sent, so this route keeps them: no JSON parsing before the check.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: WEBHOOK_BODY_LIMIT }, (_request, body, done) => done(null, body));
+
+  app.get('/webhooks/whatsapp', async (request, reply) => {
+    const query = request.query as Record<string, unknown>;
+    const mode = query['hub.mode'];
+    const token = query['hub.verify_token'];
+    const challenge = query['hub.challenge'];
+    if (mode !== 'subscribe' || typeof token !== 'string' || !secretsMatch(token, options.verifyToken)) {
+      throw new AppError('forbidden', 'The verify token does not match.');
+    }
+    if (typeof challenge !== 'string' || challenge.length === 0 || challenge.length > 256) {
+      throw new AppError('invalid_request', 'hub.challenge is missing.');
+    }
+    return reply.type('text/plain; charset=utf-8').send(challenge);
+  });
+
+  app.post('/webhooks/whatsapp', { bodyLimit: WEBHOOK_BODY_LIMIT, config: { rateLimit: false } }, async (request, reply) => {
+    const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+    if (!isValidSignature(raw, request.headers['x-hub-signature-256'] as string | undefined, options.appSecret)) {
+      throw new AppError('invalid_signature', 'The X-Hub-Signature-256 header does not match the body.');
+    }
+
+    // From here on the body is Meta's: whatever its shape, answer 200 so it is not redelivered forever.
+    let json: unknown;
+    try {
+      json = JSON.parse(raw.toString('utf8'));
+    } catch {
+      request.log.warn('signed WhatsApp notification is not JSON; ignored');
+      return reply.send({ received: 0 });
+    }
+    const envelope = webhookEnvelope.safeParse(json);
+    if (!envelope.success) {
+      request.log.warn({ issues: envelope.error.issues.slice(0, 3) }, 'signed WhatsApp notification has an unexpected shape; ignored');
+      return reply.send({ received: 0 });
+    }
+
+    const entries: { id: string; payload: Record<string, unknown> }[] = [];
+    for (const { changes } of envelope.data.entry) {
+      for (const { value } of changes) {
+        if (value.metadata?.phone_number_id && value.metadata.phone_number_id !== options.phoneNumberId) {
+          request.log.debug({ phoneNumberId: value.metadata.phone_number_id }, 'notification for another phone number; ignored');
+          continue;
+        }
+        if (value.statuses?.length) request.log.debug({ statuses: value.statuses.length }, 'whatsapp status updates ignored');
+        const contacts = (value.contacts ?? []).flatMap((contact) => {
+          const parsed = senderContact.safeParse(contact);
+          return parsed.success ? [parsed.data] : [];
+        });
+        for (const candidate of value.messages ?? []) {
+          const message = inboundMessage.safeParse(candidate);
+          if (!message.success) {
+            request.log.warn({ issues: message.error.issues.slice(0, 3) }, 'whatsapp message of an unexpected shape; ignored');
+            continue;
+          }
+          const contact = contactOf(message.data, contacts);
+          entries.push({ id: message.data.id, payload: { message: message.data, ...(contact ? { contact } : {}) } });
+        }
+      }
+    }
+
+    let fresh: string[];
+    try {
+      fresh = await options.inbox.accept('whatsapp', entries);
+    } catch (error) {
+      // Not stored, so not acknowledged: Meta will deliver it again.
+      request.log.error({ err: error }, 'could not store WhatsApp messages');
+      throw new AppError('service_unavailable', 'The messages could not be stored; deliver them again later.');
+    }
+    void options.inbox.process(fresh);
+    return reply.send({ received: entries.length });
+  });
+};
+
+/** The wa.me deep link that opens a chat with our number, the LOGIN message already typed. */
+export const whatsappLoginLink =
+  (displayNumber: string) =>
+  ({ code }: { code: string }): Record<string, string> => ({
+    whatsapp: `https://wa.me/${displayNumber}?text=${encodeURIComponent(`LOGIN ${code}`)}`,
+  });
+
+function contactOf(message: { from?: string | undefined; from_user_id?: string | undefined }, contacts: SenderContact[]): SenderContact | undefined {
+  return (
+    contacts.find((contact) => (message.from && contact.wa_id === message.from) || (message.from_user_id && contact.user_id === message.from_user_id)) ??
+    (contacts.length === 1 ? contacts[0] : undefined)
+  );
+}
