@@ -10,7 +10,7 @@ export const sessionSchema = new Schema(
     createdAt: { type: Date, required: true },
     lastRefreshedAt: { type: Date },
     revokedAt: { type: Date },
-    revokedReason: { type: String, enum: ['logout', 'token_reused'] },
+    revokedReason: { type: String, enum: ['logout', 'token_reused', 'user_merged'] },
     cleanupAt: { type: Date, required: true },
   },
   { collection: 'sessions', versionKey: false },

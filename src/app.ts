@@ -2,11 +2,15 @@ import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import pino, { type DestinationStream } from 'pino';
 import type { Channel } from '../models/channels.js';
+import { Telegram } from 'telegraf';
+import { createTelegramBot, createTelegramCodeSender } from '../bots/telegram/bot.js';
+import { handleStoredUpdate, telegramLoginLink, telegramWebhook } from '../bots/telegram/index.js';
+import { telegramWidgetRoute } from '../bots/telegram/widget.js';
 import { createWhatsAppConversation } from '../webhooks/whatsapp/conversation.js';
 import { whatsappLoginLink, whatsappWebhook } from '../webhooks/whatsapp/index.js';
 import { chatTexts } from './chat-texts.js';
 import { systemClock, type Clock } from './clock.js';
-import { whatsappEnabled, type Config } from './config.js';
+import { telegramEnabled, whatsappEnabled, type Config } from './config.js';
 import type { Database } from './db/connection.js';
 import { createSmsSender } from './delivery/index.js';
 import type { TwilioSettings } from './delivery/twilio-sms.js';
@@ -82,6 +86,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (config.WHATSAPP_DISPLAY_NUMBER) linkBuilders.push(whatsappLoginLink(config.WHATSAPP_DISPLAY_NUMBER));
   }
 
+  const telegram = telegramEnabled(config);
+  if (telegram) {
+    // Codes asked for on the web with channel "telegram" go through the Bot API to the linked account.
+    senders.telegram = createTelegramCodeSender(new Telegram(config.TELEGRAM_BOT_TOKEN!, { apiRoot: config.TELEGRAM_API_ROOT, webhookReply: false }));
+    linkBuilders.push(telegramLoginLink(config.TELEGRAM_BOT_USERNAME!));
+  }
+
   const services = createServices({ config, database, keys, pepper: deps.pepper, clock, senders, linkBuilders, log: app.log });
   app.decorate('services', services);
   waitForHandlersOnClose(app);
@@ -138,7 +149,50 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     app.log.info('WhatsApp is off (set WHATSAPP_VERIFY_TOKEN and WHATSAPP_APP_SECRET to turn it on)');
   }
 
-  if (whatsapp) {
+  if (telegram) {
+    const polling = config.TELEGRAM_MODE === 'polling';
+    const bot = createTelegramBot({
+      services,
+      texts,
+      log: app.log,
+      settings: {
+        token: config.TELEGRAM_BOT_TOKEN!,
+        username: config.TELEGRAM_BOT_USERNAME!,
+        apiRoot: config.TELEGRAM_API_ROOT,
+        requireConfirm: config.INTENT_REQUIRE_CONFIRM,
+        serviceName: config.SERVICE_NAME,
+        rethrowErrors: !polling,
+      },
+    });
+    if (polling) {
+      // Local development only (refused in production): the bot asks Telegram for updates itself.
+      app.addHook('onReady', async () => {
+        void bot.launch().catch((error: unknown) => app.log.error({ err: error }, 'telegram polling stopped'));
+      });
+      app.addHook('onClose', async () => {
+        try {
+          bot.stop('shutdown');
+        } catch {
+          // It never got to run.
+        }
+      });
+    } else {
+      services.inbox.registerHandler('telegram', handleStoredUpdate(bot));
+      await app.register(telegramWebhook, { secret: config.TELEGRAM_WEBHOOK_SECRET!, inbox: services.inbox });
+    }
+    await app.register(telegramWidgetRoute, {
+      services,
+      botToken: config.TELEGRAM_BOT_TOKEN!,
+      maxAgeSeconds: config.TELEGRAM_WIDGET_MAX_AGE_SECONDS,
+      clock,
+      rateLimit: strictLimit,
+    });
+    app.log.info({ mode: config.TELEGRAM_MODE, bot: config.TELEGRAM_BOT_USERNAME }, 'Telegram is on');
+  } else {
+    app.log.info('Telegram is off (set TELEGRAM_BOT_TOKEN to turn it on)');
+  }
+
+  if (whatsapp || (telegram && config.TELEGRAM_MODE === 'webhook')) {
     // Retries chat messages whose handling failed or was cut short by a restart.
     services.inbox.startSweeping(15_000);
   }

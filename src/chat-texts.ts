@@ -49,3 +49,35 @@ export function chatTexts(config: Pick<Config, 'CHAT_TEXTS'>): ChatTexts {
 
 export const renderChatText = (template: string, values: Record<string, string | number>): string =>
   template.replace(/\{(\w+)\}/g, (whole, key: string) => (key in values ? String(values[key]) : whole));
+
+/** The bots' common phrasing: texts with the service name filled in, refusals, and the confirmation prompt. */
+export function createChatVoice(texts: ChatTexts, serviceName: string) {
+  const say = (key: ChatTextKey, values: Record<string, string | number> = {}): string =>
+    renderChatText(texts[key], { service: serviceName, ...values });
+  return {
+    say,
+    /** Why a sign-in request could not be answered, from the service's error code. */
+    refusal(code: string): string {
+      switch (code) {
+        case 'expired':
+          return say('expiredCode');
+        case 'forbidden':
+          return say('notYours');
+        case 'user_blocked':
+          return say('blocked');
+        case 'not_found':
+          return say('unknownCode');
+        default:
+          return say('somethingWentWrong');
+      }
+    },
+    /** What the person is asked to confirm: which browser asked to sign in, from where and when. */
+    confirmPrompt(request: { userAgent: string | null; ip: string | null; createdAt: Date }): string {
+      return say('confirmPrompt', {
+        userAgent: (request.userAgent ?? 'unknown browser').slice(0, 200),
+        ip: request.ip ?? 'unknown',
+        time: `${request.createdAt.toISOString().slice(0, 16).replace('T', ' ')} UTC`,
+      });
+    },
+  };
+}

@@ -123,6 +123,22 @@ export const configSchema = z.object({
   WHATSAPP_OTP_TEMPLATE_LANGUAGE: z.string().default('en_US'),
   WHATSAPP_MAX_MESSAGE_AGE_SECONDS: int(10, 86_400).default(600),
   WHATSAPP_SEND_TIMEOUT_MS: int(500, 60_000).default(10_000),
+
+  TELEGRAM_BOT_TOKEN: z.string().regex(/^\d+:[A-Za-z0-9_-]{20,}$/, 'must be the token BotFather gave, e.g. 123456:AA…').optional(),
+  TELEGRAM_BOT_USERNAME: z
+    .string()
+    .transform((value) => value.replace(/^@/, ''))
+    .pipe(z.string().regex(/^[A-Za-z][A-Za-z0-9_]{3,31}$/, 'must be the bot username, e.g. chatgate_bot'))
+    .optional(),
+  TELEGRAM_MODE: z.enum(['webhook', 'polling']).default('webhook'),
+  TELEGRAM_WEBHOOK_SECRET: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{16,256}$/, 'must be 16 to 256 characters of A-Z a-z 0-9 _ -')
+    .optional(),
+  TELEGRAM_API_ROOT: z.url().default('https://api.telegram.org'),
+  TELEGRAM_WIDGET_MAX_AGE_SECONDS: int(60, 30 * 86_400).default(86_400),
+  // Where the gateway is reachable from the internet; `npm run telegram:webhook` registers PUBLIC_URL/webhooks/telegram.
+  PUBLIC_URL: z.url().optional(),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -149,6 +165,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 }
 
 export const whatsappEnabled = (config: Config): boolean => !!(config.WHATSAPP_VERIFY_TOKEN && config.WHATSAPP_APP_SECRET);
+export const telegramEnabled = (config: Config): boolean => !!config.TELEGRAM_BOT_TOKEN;
 
 // Development conveniences that would be holes in production.
 function productionProblems(config: Config): string[] {
@@ -165,6 +182,15 @@ function productionProblems(config: Config): string[] {
 
 function providerProblems(config: Config): string[] {
   const problems: string[] = [];
+  if (config.TELEGRAM_BOT_TOKEN) {
+    if (!config.TELEGRAM_BOT_USERNAME) problems.push('TELEGRAM_BOT_USERNAME: required with TELEGRAM_BOT_TOKEN');
+    if (config.TELEGRAM_MODE === 'webhook' && !config.TELEGRAM_WEBHOOK_SECRET) {
+      problems.push('TELEGRAM_WEBHOOK_SECRET: required with TELEGRAM_BOT_TOKEN in webhook mode');
+    }
+  }
+  if (config.NODE_ENV === 'production' && config.TELEGRAM_BOT_TOKEN && config.TELEGRAM_MODE === 'polling') {
+    problems.push('TELEGRAM_MODE: polling is for local development; use webhook in production');
+  }
   // WhatsApp is on when its webhook can be verified; then the bot must also be able to answer.
   if (config.WHATSAPP_VERIFY_TOKEN || config.WHATSAPP_APP_SECRET) {
     for (const name of ['WHATSAPP_VERIFY_TOKEN', 'WHATSAPP_APP_SECRET', 'WHATSAPP_ACCESS_TOKEN', 'WHATSAPP_PHONE_NUMBER_ID'] as const) {

@@ -1,5 +1,6 @@
 import type { Model, Types } from 'mongoose';
 import type { Channel } from '../../models/channels.js';
+import type { Session } from '../../models/session.js';
 import type { User } from '../../models/user.js';
 import type { Clock } from '../clock.js';
 import { AppError } from '../errors.js';
@@ -42,7 +43,9 @@ export function assertActiveUser(user: User | null | undefined): asserts user is
   if (user.status === 'blocked') throw new AppError('user_blocked', 'This account is blocked.');
 }
 
-export function createIdentityService(users: Model<User>, clock: Clock) {
+export type PhoneLinkOutcome = 'linked' | 'already_linked' | 'merged' | 'phone_taken' | 'telegram_has_other_phone';
+
+export function createIdentityService(users: Model<User>, sessions: Model<Session>, clock: Clock) {
   // Upsert on a unique identifier. Two concurrent first logins may both try to insert; the unique index lets
   // one win and the loser finds the winner's document.
   async function upsertBy(filter: Record<string, unknown>, onInsert: Record<string, unknown>, set: Record<string, unknown> = {}) {
@@ -94,6 +97,47 @@ export function createIdentityService(users: Model<User>, clock: Clock) {
       }
       if (profile.userId) return upsertBy({ 'whatsapp.userId': profile.userId }, {}, { 'whatsapp.userId': profile.userId });
       throw new AppError('invalid_request', 'A WhatsApp sender needs a wa_id or a user id.');
+    },
+
+    /**
+     * Links a phone that Telegram vouches for (the sender's own contact card) to their Telegram user.
+     * When the phone already has a user, the Telegram identity moves onto it, but only if the Telegram user has
+     * nothing else of its own (no phone, no WhatsApp): that user is retired and its sessions revoked. Otherwise refused.
+     */
+    async linkPhoneToTelegram(profile: TelegramProfile, phone: string): Promise<{ outcome: PhoneLinkOutcome; user: User }> {
+      const telegramUser = await this.resolveByTelegram(profile);
+      if (telegramUser.phone === phone) return { outcome: 'already_linked', user: telegramUser };
+      if (telegramUser.phone) return { outcome: 'telegram_has_other_phone', user: telegramUser };
+
+      const owner = await users.findOne({ phone }).lean<User>();
+      if (!owner) {
+        try {
+          const linked = await users
+            .findOneAndUpdate({ _id: telegramUser._id, phone: { $exists: false } }, { $set: { phone, updatedAt: clock.now() } }, { new: true, timestamps: false })
+            .lean<User>();
+          if (linked?.phone === phone) return { outcome: 'linked', user: linked };
+        } catch (error) {
+          // Someone else took the phone in the meantime: the rules for an existing owner apply.
+          if (!isDuplicateKey(error)) throw error;
+          return this.linkPhoneToTelegram(profile, phone);
+        }
+        const now = await users.findById(telegramUser._id).lean<User>();
+        return { outcome: now?.phone === phone ? 'already_linked' : 'telegram_has_other_phone', user: now ?? telegramUser };
+      }
+
+      const hasOwnIdentities = !!(telegramUser.whatsapp?.waId || telegramUser.whatsapp?.userId);
+      if (hasOwnIdentities || owner.telegram?.id) return { outcome: 'phone_taken', user: telegramUser };
+      // Free the Telegram id first (it is unique), then give it to the phone's user, then retire the old user.
+      const telegram = { ...telegramUser.telegram };
+      await users.updateOne({ _id: telegramUser._id }, { $unset: { telegram: '' } });
+      const moved = await users.updateOne({ _id: owner._id, 'telegram.id': { $exists: false } }, { $set: { telegram, updatedAt: clock.now() } });
+      if (moved.modifiedCount === 0) {
+        await users.updateOne({ _id: telegramUser._id }, { $set: { telegram } });
+        return { outcome: 'phone_taken', user: telegramUser };
+      }
+      await users.deleteOne({ _id: telegramUser._id });
+      await sessions.updateMany({ userId: telegramUser._id, revokedAt: { $exists: false } }, { $set: { revokedAt: clock.now(), revokedReason: 'user_merged' } });
+      return { outcome: 'merged', user: (await users.findById(owner._id).lean<User>())! };
     },
 
     async recordLogin(userId: Types.ObjectId, channel: Channel) {

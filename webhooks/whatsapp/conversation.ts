@@ -1,5 +1,4 @@
-import type { ChatTexts } from '../../src/chat-texts.js';
-import { renderChatText } from '../../src/chat-texts.js';
+import { createChatVoice, type ChatTexts } from '../../src/chat-texts.js';
 import type { Clock } from '../../src/clock.js';
 import type { WhatsAppAddress, WhatsAppClient } from '../../src/delivery/whatsapp.js';
 import type { CodeSender } from '../../src/delivery/types.js';
@@ -34,8 +33,7 @@ const DECISION = /^(confirm|cancel):([A-Za-z0-9_-]{1,64})$/;
 /** Turns one stored WhatsApp message into service calls and a reply. */
 export function createWhatsAppConversation(deps: WhatsAppConversationDeps) {
   const { services, client, texts, clock, log, settings } = deps;
-  const say = (key: keyof ChatTexts, values: Record<string, string | number> = {}) =>
-    renderChatText(texts[key], { service: settings.serviceName, ...values });
+  const { say, refusal, confirmPrompt } = createChatVoice(texts, settings.serviceName);
 
   // A reply that only reports what already happened on our side: if it fails, log it and move on.
   async function notify(to: WhatsAppAddress, body: string): Promise<void> {
@@ -55,34 +53,13 @@ export function createWhatsAppConversation(deps: WhatsAppConversationDeps) {
     return undefined;
   }
 
-  const refusalText = (error: AppError): string => {
-    switch (error.code) {
-      case 'expired':
-        return say('expiredCode');
-      case 'forbidden':
-        return say('notYours');
-      case 'user_blocked':
-        return say('blocked');
-      default:
-        return say('unknownCode');
-    }
-  };
-
-  function confirmPrompt(summary: IntentSummary): string {
-    return say('confirmPrompt', {
-      userAgent: (summary.userAgent ?? 'unknown browser').slice(0, 200),
-      ip: summary.ip ?? 'unknown',
-      time: `${summary.createdAt.toISOString().slice(0, 16).replace('T', ' ')} UTC`,
-    });
-  }
-
   async function login(sender: Sender, code: string): Promise<HandlingOutcome> {
     let summary: IntentSummary;
     try {
       summary = await services.loginIntents.claim({ code }, sender.claimant);
     } catch (error) {
       if (!(error instanceof AppError)) throw error;
-      await notify(sender.address, refusalText(error));
+      await notify(sender.address, refusal(error.code));
       return { status: 'handled', outcome: `login_refused:${error.code}` };
     }
     if (!settings.requireConfirm) return decide(sender, 'confirm', summary.intentId);
@@ -107,7 +84,7 @@ export function createWhatsAppConversation(deps: WhatsAppConversationDeps) {
       return { status: 'handled', outcome: 'login_rejected' };
     } catch (error) {
       if (!(error instanceof AppError)) throw error;
-      await notify(sender.address, error.code === 'not_found' ? say('alreadyAnswered') : refusalText(error));
+      await notify(sender.address, error.code === 'not_found' ? say('alreadyAnswered') : refusal(error.code));
       return { status: 'handled', outcome: `decision_refused:${error.code}` };
     }
   }

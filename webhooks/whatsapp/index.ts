@@ -2,7 +2,8 @@ import type { FastifyPluginAsync } from 'fastify';
 import { AppError } from '../../src/errors.js';
 import type { Inbox } from '../../src/services/inbox.js';
 import { inboundMessage, senderContact, webhookEnvelope, type SenderContact } from './payload.js';
-import { isValidSignature, secretsMatch } from './signature.js';
+import { secretsMatch } from '../../src/secrets.js';
+import { isValidSignature } from './signature.js';
 
 export interface WhatsAppWebhookOptions {
   verifyToken: string;

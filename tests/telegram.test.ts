@@ -1,0 +1,411 @@
+import { decodeJwt } from 'jose';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { registerTelegramWebhook } from '../bots/telegram/register-webhook.js';
+import { buildTestApp, signInBySms, type TokenPair } from './helpers/app.js';
+import { startStubServer } from './helpers/stub-server.js';
+import {
+  botApiAnswersOk,
+  botCalls,
+  callbackUpdate,
+  contactUpdate,
+  deliverUpdate,
+  signWidget,
+  TELEGRAM_ENV,
+  textUpdate,
+  type TelegramPerson,
+} from './helpers/telegram.js';
+
+const api = await startStubServer();
+afterAll(() => api.close());
+const testApp = await buildTestApp({ ...TELEGRAM_ENV, TELEGRAM_API_ROOT: api.url, DEFAULT_COUNTRY: 'GB' });
+const { app, clock, database, sms } = testApp;
+const callsAtStart = api.requests.length;
+
+beforeEach(() => {
+  api.requests.length = 0;
+  botApiAnswersOk(api);
+});
+
+let personCounter = 0;
+const newPerson = (): TelegramPerson => {
+  personCounter += 1;
+  return { id: 900_000 + personCounter, first_name: `Tester${personCounter}`, username: `tester_${personCounter}` };
+};
+let phoneCounter = 0;
+const newPhone = () => `+447911${String(500 + (phoneCounter += 1)).padStart(6, '0')}`;
+
+interface CreatedIntent {
+  intentId: string;
+  pollToken: string;
+  code: string;
+  links: Record<string, string>;
+}
+
+async function createIntent(): Promise<CreatedIntent & { startToken: string }> {
+  const response = await app.inject({
+    method: 'POST',
+    url: '/auth/login-intents',
+    headers: { 'user-agent': 'Mozilla/5.0 (Windows NT 10.0) Chrome/141.0' },
+    remoteAddress: '198.51.100.23',
+  });
+  const intent = response.json() as CreatedIntent;
+  return { ...intent, startToken: new URL(intent.links.telegram!).searchParams.get('start')! };
+}
+
+const poll = async (intent: CreatedIntent) =>
+  (
+    await app.inject({ method: 'GET', url: `/auth/login-intents/${intent.intentId}`, headers: { authorization: `Bearer ${intent.pollToken}` } })
+  ).json() as { status: string } & Partial<TokenPair>;
+
+const findUser = (filter: object) => database.connection.collection('users').findOne(filter);
+
+/** Opens the deep link: /start <token>, and returns the prompt the bot sent. */
+async function openDeepLink(person: TelegramPerson, intent: { startToken: string }) {
+  await deliverUpdate(app, textUpdate(person, `/start ${intent.startToken}`, clock.now()));
+  return botCalls(api).find((call) => call.method === 'sendMessage' && call.body.chat_id === person.id)!;
+}
+
+async function linkOwnPhone(person: TelegramPerson, phone: string) {
+  await deliverUpdate(app, contactUpdate(person, { phone_number: phone.slice(1), first_name: person.first_name, user_id: person.id }, clock.now()));
+}
+
+describe('the webhook', () => {
+  it('makes no call to Telegram when the gateway starts', () => {
+    expect(callsAtStart).toBe(0);
+  });
+
+  it.each([
+    ['a missing', null],
+    ['a wrong', 'not-the-secret-at-all'],
+  ])('refuses %s secret token with 401 and handles nothing', async (_case, secret) => {
+    const person = newPerson();
+    const response = await deliverUpdate(app, textUpdate(person, '/start', clock.now()), secret);
+    expect(response.statusCode).toBe(401);
+    expect(response.json()).toMatchObject({ error: 'unauthorized' });
+    expect(api.requests).toHaveLength(0);
+  });
+
+  it('handles a redelivered update once', async () => {
+    const update = textUpdate(newPerson(), '/help', clock.now());
+    expect((await deliverUpdate(app, update)).statusCode).toBe(200);
+    expect((await deliverUpdate(app, update)).statusCode).toBe(200);
+    expect(botCalls(api).filter((call) => call.method === 'sendMessage')).toHaveLength(1);
+  });
+
+  it('answers 200 to an update of an unexpected shape and ignores it', async () => {
+    const response = await deliverUpdate(app, { hello: 'world' });
+    expect(response.statusCode).toBe(200);
+    expect(api.requests).toHaveLength(0);
+  });
+
+  it('ignores messages in group chats', async () => {
+    const person = newPerson();
+    await deliverUpdate(app, textUpdate(person, '/otp', clock.now(), { id: -100123, type: 'supergroup', title: 'Friends' }));
+    expect(api.requests).toHaveLength(0);
+  });
+});
+
+describe('signing in on the web through the bot', () => {
+  it('links to the bot with a start token that fits Telegram’s deep-link rules', async () => {
+    const intent = await createIntent();
+    expect(intent.links.telegram).toMatch(/^https:\/\/t\.me\/chatgate_test_bot\?start=[A-Za-z0-9_-]{1,64}$/);
+  });
+
+  it('asks for confirmation showing the browser, then signs the web session in with amr telegram', async () => {
+    const person = newPerson();
+    const intent = await createIntent();
+    const prompt = await openDeepLink(person, intent);
+    expect(prompt.body.text).toContain('Chrome/141.0');
+    expect(prompt.body.text).toContain('198.51.100.23');
+    expect(prompt.body.reply_markup!.inline_keyboard![0]!.map((button) => [button.text, button.callback_data])).toEqual([
+      ['Confirm', `confirm:${intent.intentId}`],
+      ['Cancel', `cancel:${intent.intentId}`],
+    ]);
+    expect(await poll(intent)).toMatchObject({ status: 'pending' });
+
+    await deliverUpdate(app, callbackUpdate(person, `confirm:${intent.intentId}`, 77, clock.now()));
+    const calls = botCalls(api);
+    expect(calls.find((call) => call.method === 'answerCallbackQuery')).toBeTruthy();
+    expect(calls.find((call) => call.method === 'editMessageText')?.body).toMatchObject({ chat_id: person.id, message_id: 77, text: expect.stringContaining('signed in') });
+
+    const approved = await poll(intent);
+    expect(approved).toMatchObject({ status: 'approved', user: { telegram: { id: person.id, username: person.username } } });
+    expect(decodeJwt(approved.accessToken!)).toMatchObject({ amr: ['telegram'], sub: approved.user!.id });
+    expect(await poll(intent)).toEqual({ status: 'consumed' });
+  });
+
+  it('refuses a confirmation from another Telegram user, privately', async () => {
+    const owner = newPerson();
+    const intruder = newPerson();
+    const intent = await createIntent();
+    await openDeepLink(owner, intent);
+    api.requests.length = 0;
+    await deliverUpdate(app, callbackUpdate(intruder, `confirm:${intent.intentId}`, 78, clock.now()));
+    expect(botCalls(api)).toEqual([
+      { method: 'answerCallbackQuery', body: expect.objectContaining({ show_alert: true, text: expect.stringContaining('another account') }) },
+    ]);
+    expect(await poll(intent)).toMatchObject({ status: 'pending' });
+  });
+
+  it('reports rejected to the browser when the person taps Cancel', async () => {
+    const person = newPerson();
+    const intent = await createIntent();
+    await openDeepLink(person, intent);
+    await deliverUpdate(app, callbackUpdate(person, `cancel:${intent.intentId}`, 79, clock.now()));
+    expect(botCalls(api).find((call) => call.method === 'editMessageText')?.body.text).toContain('Cancelled');
+    expect(await poll(intent)).toEqual({ status: 'rejected' });
+  });
+
+  it('treats the start token as single-use: another account opening the link is told it is unknown', async () => {
+    const intent = await createIntent();
+    await openDeepLink(newPerson(), intent);
+    const other = newPerson();
+    const reply = await openDeepLink(other, intent);
+    expect(reply.body.text).toContain('unknown');
+    expect(reply.body.reply_markup?.inline_keyboard).toBeUndefined();
+  });
+
+  it('says so for an unknown or expired token', async () => {
+    const person = newPerson();
+    expect((await openDeepLink(person, { startToken: 'no-such-token' })).body.text).toContain('unknown');
+    const intent = await createIntent();
+    clock.advance(301);
+    api.requests.length = 0;
+    expect((await openDeepLink(person, intent)).body.text).toContain('expired');
+  });
+
+  it('keeps the approval when Telegram refuses the final reply, and logs the refusal', async () => {
+    const person = newPerson();
+    const intent = await createIntent();
+    await openDeepLink(person, intent);
+    api.respond(() => ({ status: 400, body: { ok: false, error_code: 400, description: 'Bad Request: message to edit not found' } }));
+    const response = await deliverUpdate(app, callbackUpdate(person, `confirm:${intent.intentId}`, 80, clock.now()));
+    expect(response.statusCode).toBe(200);
+    expect(await poll(intent)).toMatchObject({ status: 'approved' });
+    expect(testApp.logs.join('')).toContain('message to edit not found');
+  });
+
+  it('retries an update whose prompt Telegram could not take', async () => {
+    const person = newPerson();
+    const intent = await createIntent();
+    api.respond(() => ({ status: 502, body: 'Bad Gateway' }));
+    const update = textUpdate(person, `/start ${intent.startToken}`, clock.now());
+    expect((await deliverUpdate(app, update)).statusCode).toBe(200);
+    const stored = await database.connection.collection('inbound_messages').findOne({ _id: `telegram:${update.update_id}` as never });
+    expect(stored).toMatchObject({ status: 'failed', attempts: 1 });
+    expect(stored!.lastError).not.toContain(TELEGRAM_ENV.TELEGRAM_BOT_TOKEN);
+
+    botApiAnswersOk(api);
+    clock.advance(11);
+    await app.services.inbox.sweep();
+    expect(botCalls(api).find((call) => call.method === 'sendMessage')?.body.reply_markup?.inline_keyboard).toBeTruthy();
+  });
+});
+
+describe('/start alone, /help and anything else', () => {
+  it('welcomes the person and offers to share their phone number', async () => {
+    const person = newPerson();
+    await deliverUpdate(app, textUpdate(person, '/start', clock.now()));
+    const [welcome] = botCalls(api);
+    expect(welcome!.body.text).toContain('Share your phone number');
+    expect(welcome!.body.reply_markup!.keyboard![0]![0]).toMatchObject({ text: 'Share my phone number', request_contact: true });
+  });
+
+  it('answers /help and other text with the command list', async () => {
+    const person = newPerson();
+    await deliverUpdate(app, textUpdate(person, '/help', clock.now()));
+    await deliverUpdate(app, textUpdate(person, 'hi there', clock.now()));
+    expect(botCalls(api).map((call) => call.body.text)).toEqual([expect.stringContaining('/otp'), expect.stringContaining('/otp')]);
+  });
+});
+
+describe('sharing a phone number', () => {
+  it('links the sender’s own contact to their Telegram user', async () => {
+    const person = newPerson();
+    const phone = newPhone();
+    await linkOwnPhone(person, phone);
+    expect(botCalls(api)[0]!.body).toMatchObject({ text: expect.stringContaining(phone), reply_markup: { remove_keyboard: true } });
+    expect(await findUser({ 'telegram.id': person.id })).toMatchObject({ phone });
+  });
+
+  it('refuses someone else’s contact card', async () => {
+    const person = newPerson();
+    await deliverUpdate(app, contactUpdate(person, { phone_number: newPhone().slice(1), first_name: 'Someone', user_id: 12345 }, clock.now()));
+    await deliverUpdate(app, contactUpdate(person, { phone_number: newPhone().slice(1), first_name: 'No account' }, clock.now()));
+    expect(botCalls(api).map((call) => call.body.text)).toEqual([expect.stringContaining('your own'), expect.stringContaining('your own')]);
+    expect((await findUser({ 'telegram.id': person.id }))?.phone).toBeUndefined();
+  });
+
+  it('moves a Telegram-only account onto the existing user of that phone: one user across SMS and Telegram', async () => {
+    const person = newPerson();
+    const phone = newPhone();
+    const viaSms = await signInBySms(testApp, phone);
+    await deliverUpdate(app, textUpdate(person, '/otp', clock.now()));
+    const telegramOnly = await findUser({ 'telegram.id': person.id });
+    expect(telegramOnly?._id.toString()).not.toBe(viaSms.user.id);
+
+    await linkOwnPhone(person, phone);
+    const merged = await findUser({ 'telegram.id': person.id });
+    expect(merged?._id.toString()).toBe(viaSms.user.id);
+    expect(merged).toMatchObject({ phone, telegram: { id: person.id, username: person.username } });
+    expect(await findUser({ _id: telegramOnly!._id })).toBeNull();
+
+    // Signing in through the bot now gives the SMS user.
+    const intent = await createIntent();
+    await openDeepLink(person, intent);
+    await deliverUpdate(app, callbackUpdate(person, `confirm:${intent.intentId}`, 81, clock.now()));
+    expect((await poll(intent)).user?.id).toBe(viaSms.user.id);
+  });
+
+  it('refuses to link a phone whose user already has another Telegram account', async () => {
+    const first = newPerson();
+    const second = newPerson();
+    const phone = newPhone();
+    await linkOwnPhone(first, phone);
+    await linkOwnPhone(second, phone);
+    expect(botCalls(api)[1]!.body.text).toContain('already belongs to another account');
+    expect((await findUser({ 'telegram.id': second.id }))?.phone).toBeUndefined();
+    expect((await findUser({ phone }))?.telegram.id).toBe(first.id);
+  });
+});
+
+describe('/otp', () => {
+  it('asks for the phone number first when none is linked', async () => {
+    const person = newPerson();
+    await deliverUpdate(app, textUpdate(person, '/otp', clock.now()));
+    expect(botCalls(api)[0]!.body).toMatchObject({ text: expect.stringContaining('phone number'), reply_markup: { keyboard: [[expect.objectContaining({ request_contact: true })]] } });
+  });
+
+  it('sends a code in the chat that signs the person in on the web', async () => {
+    const person = newPerson();
+    const phone = newPhone();
+    await linkOwnPhone(person, phone);
+    api.requests.length = 0;
+    await deliverUpdate(app, textUpdate(person, '/otp', clock.now()));
+    const [reply] = botCalls(api);
+    const code = /code is (\d{6})/.exec(reply!.body.text!)![1];
+    const verified = await app.inject({ method: 'POST', url: '/auth/otp/verify', payload: { phone, code } });
+    expect(verified.statusCode).toBe(200);
+    const tokens = verified.json() as TokenPair;
+    expect(decodeJwt(tokens.accessToken)).toMatchObject({ amr: ['telegram'] });
+    expect(tokens.user).toMatchObject({ phone, telegram: { id: person.id } });
+  });
+});
+
+describe('codes requested on the web', () => {
+  it('go through the bot with channel telegram when the phone is linked', async () => {
+    const person = newPerson();
+    const phone = newPhone();
+    await linkOwnPhone(person, phone);
+    api.requests.length = 0;
+    const response = await app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone, channel: 'telegram' } });
+    expect(response.statusCode).toBe(200);
+    expect(response.json()).toMatchObject({ channel: 'telegram' });
+    const [sent] = botCalls(api);
+    expect(sent).toMatchObject({ method: 'sendMessage', body: { chat_id: person.id } });
+    const code = /code is (\d{6})/.exec(sent!.body.text!)![1];
+    expect((await app.inject({ method: 'POST', url: '/auth/otp/verify', payload: { phone, code } })).statusCode).toBe(200);
+  });
+
+  it('answer 422 channel_unavailable with channel telegram when no Telegram account has the phone', async () => {
+    const response = await app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone: newPhone(), channel: 'telegram' } });
+    expect(response.statusCode).toBe(422);
+    expect(response.json()).toMatchObject({ error: 'channel_unavailable' });
+  });
+
+  it('pick telegram with channel auto when the phone is linked, and SMS otherwise', async () => {
+    const person = newPerson();
+    const linked = newPhone();
+    await linkOwnPhone(person, linked);
+    const viaTelegram = await app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone: linked, channel: 'auto' } });
+    expect(viaTelegram.json()).toMatchObject({ channel: 'telegram' });
+    const smsBefore = sms.sent.length;
+    const viaSms = await app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone: newPhone(), channel: 'auto' } });
+    expect(viaSms.json()).toMatchObject({ channel: 'sms' });
+    expect(sms.sent.length).toBe(smsBefore + 1);
+  });
+
+  it('answer 502 delivery_failed when the Bot API refuses', async () => {
+    const person = newPerson();
+    const phone = newPhone();
+    await linkOwnPhone(person, phone);
+    api.respond(() => ({ status: 403, body: { ok: false, error_code: 403, description: 'Forbidden: bot was blocked by the user' } }));
+    const response = await app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone, channel: 'telegram' } });
+    expect(response.statusCode).toBe(502);
+    expect(testApp.logs.join('')).toContain('bot was blocked by the user');
+  });
+});
+
+describe('the Telegram Login Widget', () => {
+  const widget = (fields: Record<string, unknown>) => app.inject({ method: 'POST', url: '/auth/telegram/widget', payload: fields });
+  const fieldsFor = (person: TelegramPerson, authDate: number) =>
+    signWidget({ id: person.id, first_name: person.first_name, username: person.username!, photo_url: 'https://t.me/i/userpic/320/x.jpg', auth_date: authDate });
+
+  it('signs the person in with amr telegram when the hash is right', async () => {
+    const person = newPerson();
+    const response = await widget(fieldsFor(person, Math.floor(clock.now().getTime() / 1000) - 60));
+    expect(response.statusCode).toBe(200);
+    const tokens = response.json() as TokenPair;
+    expect(decodeJwt(tokens.accessToken)).toMatchObject({ amr: ['telegram'] });
+    expect(tokens.user).toMatchObject({ telegram: { id: person.id, username: person.username } });
+  });
+
+  it('refuses tampered data with 401', async () => {
+    const person = newPerson();
+    const fields = fieldsFor(person, Math.floor(clock.now().getTime() / 1000));
+    const response = await widget({ ...fields, id: person.id + 1 });
+    expect(response.statusCode).toBe(401);
+    expect(response.json()).toMatchObject({ error: 'invalid_signature' });
+    const otherBot = signWidget({ id: person.id, first_name: 'x', auth_date: Math.floor(clock.now().getTime() / 1000) }, '1:another-bot-token-aaaaaaaaaaaa');
+    expect((await widget(otherBot)).statusCode).toBe(401);
+  });
+
+  it('refuses an auth_date older than TELEGRAM_WIDGET_MAX_AGE_SECONDS with 401', async () => {
+    const response = await widget(fieldsFor(newPerson(), Math.floor(clock.now().getTime() / 1000) - 86_401));
+    expect(response.statusCode).toBe(401);
+    expect(response.json()).toMatchObject({ error: 'token_expired' });
+  });
+
+  it('refuses fields of the wrong shape with 400', async () => {
+    const response = await widget({ id: { $gt: 0 }, auth_date: 1, hash: 'x' });
+    expect(response.statusCode).toBe(400);
+    expect(response.json()).toMatchObject({ error: 'invalid_request' });
+  });
+});
+
+describe('registering the webhook', () => {
+  it('calls setWebhook with our URL and the secret', async () => {
+    const url = await registerTelegramWebhook({
+      token: TELEGRAM_ENV.TELEGRAM_BOT_TOKEN,
+      apiRoot: api.url,
+      publicUrl: 'https://auth.example.com/',
+      secret: TELEGRAM_ENV.TELEGRAM_WEBHOOK_SECRET,
+    });
+    expect(url).toBe('https://auth.example.com/webhooks/telegram');
+    expect(api.requests[0]!.path).toBe(`/bot${TELEGRAM_ENV.TELEGRAM_BOT_TOKEN}/setWebhook`);
+    expect(api.requests[0]!.json).toMatchObject({ url, secret_token: TELEGRAM_ENV.TELEGRAM_WEBHOOK_SECRET, allowed_updates: ['message', 'callback_query'] });
+  });
+});
+
+describe('without INTENT_REQUIRE_CONFIRM', async () => {
+  const direct = await buildTestApp({ ...TELEGRAM_ENV, TELEGRAM_API_ROOT: api.url, INTENT_REQUIRE_CONFIRM: 'false' });
+
+  it('approves at once on /start', async () => {
+    const created = (await direct.app.inject({ method: 'POST', url: '/auth/login-intents' })).json() as CreatedIntent;
+    const startToken = new URL(created.links.telegram!).searchParams.get('start')!;
+    await deliverUpdate(direct.app, textUpdate(newPerson(), `/start ${startToken}`, direct.clock.now()));
+    const polled = await direct.app.inject({ method: 'GET', url: `/auth/login-intents/${created.intentId}`, headers: { authorization: `Bearer ${created.pollToken}` } });
+    expect(polled.json()).toMatchObject({ status: 'approved' });
+  });
+});
+
+describe('with Telegram off', async () => {
+  const off = await buildTestApp();
+
+  it('answers 404 on its routes and offers no link', async () => {
+    expect((await off.app.inject({ method: 'POST', url: '/webhooks/telegram', payload: { update_id: 1 } })).statusCode).toBe(404);
+    expect((await off.app.inject({ method: 'POST', url: '/auth/telegram/widget', payload: {} })).statusCode).toBe(404);
+    expect(((await off.app.inject({ method: 'POST', url: '/auth/login-intents' })).json() as CreatedIntent).links).toEqual({});
+    expect(off.logs.join('')).toContain('Telegram is off');
+  });
+});
