@@ -409,3 +409,34 @@ describe('with Telegram off', async () => {
     expect(off.logs.join('')).toContain('Telegram is off');
   });
 });
+
+describe('polling mode (local development)', async () => {
+  const pollingApi = await startStubServer();
+  afterAll(() => pollingApi.close());
+  const person = newPerson();
+  let served = false;
+  pollingApi.respond(async (request) => {
+    const method = request.path.split('/').pop();
+    if (method === 'getUpdates') {
+      if (served) return { body: { ok: true, result: [] }, delayMs: 200 };
+      served = true;
+      return { body: { ok: true, result: [textUpdate(person, '/help', new Date())] } };
+    }
+    if (method === 'sendMessage') return { body: { ok: true, result: { message_id: 1, date: 1, chat: { id: person.id, type: 'private' } } } };
+    return { body: { ok: true, result: true } };
+  });
+  const polling = await buildTestApp({ ...TELEGRAM_ENV, TELEGRAM_MODE: 'polling', TELEGRAM_WEBHOOK_SECRET: '', TELEGRAM_API_ROOT: pollingApi.url });
+
+  it('fetches updates itself, answers them, and has no webhook route', async () => {
+    const deadline = Date.now() + 5000;
+    while (!pollingApi.requests.some((request) => request.path.endsWith('/sendMessage')) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const methods = pollingApi.requests.map((request) => request.path.split('/').pop());
+    expect(methods).toContain('getUpdates');
+    expect(methods).not.toContain('getMe');
+    expect(pollingApi.requests.find((request) => request.path.endsWith('/sendMessage'))?.json).toMatchObject({ chat_id: person.id, text: expect.stringContaining('/otp') });
+    expect((await polling.app.inject({ method: 'POST', url: '/webhooks/telegram', payload: { update_id: 1 } })).statusCode).toBe(404);
+    await polling.app.close();
+  });
+});
