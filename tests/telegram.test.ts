@@ -240,8 +240,15 @@ describe('sharing a phone number', () => {
     const person = newPerson();
     const phone = newPhone();
     const viaSms = await signInBySms(testApp, phone);
-    await deliverUpdate(app, textUpdate(person, '/otp', clock.now()));
+    // Signed in with Telegram before sharing the phone: a separate, Telegram-only user with a session.
+    const widgetLogin = await app.inject({
+      method: 'POST',
+      url: '/auth/telegram/widget',
+      payload: signWidget({ id: person.id, first_name: person.first_name, auth_date: Math.floor(clock.now().getTime() / 1000) }),
+    });
+    const telegramTokens = widgetLogin.json() as TokenPair;
     const telegramOnly = await findUser({ 'telegram.id': person.id });
+    expect(telegramOnly?._id.toString()).toBe(telegramTokens.user.id);
     expect(telegramOnly?._id.toString()).not.toBe(viaSms.user.id);
 
     await linkOwnPhone(person, phone);
@@ -249,6 +256,11 @@ describe('sharing a phone number', () => {
     expect(merged?._id.toString()).toBe(viaSms.user.id);
     expect(merged).toMatchObject({ phone, telegram: { id: person.id, username: person.username } });
     expect(await findUser({ _id: telegramOnly!._id })).toBeNull();
+    const audit = await database.connection.collection('audit_events').findOne({ type: 'identity.linked', 'detail.outcome': 'merged', userId: merged!._id });
+    expect(audit?.detail).toEqual({ outcome: 'merged', retiredUserId: telegramOnly!._id.toString() });
+    const staleRefresh = await app.inject({ method: 'POST', url: '/auth/token/refresh', payload: { refreshToken: telegramTokens.refreshToken } });
+    expect(staleRefresh.statusCode).toBe(401);
+    expect(staleRefresh.json()).toMatchObject({ error: 'token_revoked' });
 
     // Signing in through the bot now gives the SMS user.
     const intent = await createIntent();

@@ -150,9 +150,11 @@ export function createTelegramBot(deps: TelegramBotDeps): Telegraf {
       await notify(() => ctx.reply(say('somethingWentWrong'), Markup.removeKeyboard()));
       return;
     }
-    const { outcome, user } = await services.identities.linkPhoneToTelegram(profileOf(ctx.from), phone);
+    const { outcome, user, retiredUserId } = await services.identities.linkPhoneToTelegram(profileOf(ctx.from), phone);
     if (outcome === 'linked' || outcome === 'merged') {
-      await services.audit.record({ type: 'identity.linked', channel: 'telegram', userId: user._id, phone, detail: { outcome } });
+      // A merge retires a user id that other services may hold data under: the trail names it.
+      const detail = retiredUserId ? { outcome, retiredUserId: retiredUserId.toString() } : { outcome };
+      await services.audit.record({ type: 'identity.linked', channel: 'telegram', userId: user._id, phone, detail });
     }
     const reply = outcome === 'phone_taken' || outcome === 'telegram_has_other_phone' ? say('phoneTaken') : say('phoneLinked', { phone });
     await notify(() => ctx.reply(reply, Markup.removeKeyboard()));

@@ -104,7 +104,7 @@ export function createIdentityService(users: Model<User>, sessions: Model<Sessio
      * When the phone already has a user, the Telegram identity moves onto it, but only if the Telegram user has
      * nothing else of its own (no phone, no WhatsApp): that user is retired and its sessions revoked. Otherwise refused.
      */
-    async linkPhoneToTelegram(profile: TelegramProfile, phone: string): Promise<{ outcome: PhoneLinkOutcome; user: User }> {
+    async linkPhoneToTelegram(profile: TelegramProfile, phone: string): Promise<{ outcome: PhoneLinkOutcome; user: User; retiredUserId?: Types.ObjectId }> {
       const telegramUser = await this.resolveByTelegram(profile);
       if (telegramUser.phone === phone) return { outcome: 'already_linked', user: telegramUser };
       if (telegramUser.phone) return { outcome: 'telegram_has_other_phone', user: telegramUser };
@@ -137,7 +137,7 @@ export function createIdentityService(users: Model<User>, sessions: Model<Sessio
       }
       await users.deleteOne({ _id: telegramUser._id });
       await sessions.updateMany({ userId: telegramUser._id, revokedAt: { $exists: false } }, { $set: { revokedAt: clock.now(), revokedReason: 'user_merged' } });
-      return { outcome: 'merged', user: (await users.findById(owner._id).lean<User>())! };
+      return { outcome: 'merged', user: (await users.findById(owner._id).lean<User>())!, retiredUserId: telegramUser._id };
     },
 
     async recordLogin(userId: Types.ObjectId, channel: Channel) {
