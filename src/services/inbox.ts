@@ -14,6 +14,8 @@ export interface InboxSettings {
   retryDelaysSeconds: readonly number[];
   /** How long after arrival the sweep treats an unhandled message as stuck (its process died). */
   stuckAfterSeconds: number;
+  /** How long one attempt may run before another process may take the message over. */
+  leaseSeconds: number;
   keepDays: number;
 }
 
@@ -25,7 +27,7 @@ export interface InboxDeps {
   settings?: Partial<InboxSettings>;
 }
 
-const defaults: InboxSettings = { retryDelaysSeconds: [10, 60, 300, 1800], stuckAfterSeconds: 60, keepDays: 7 };
+const defaults: InboxSettings = { retryDelaysSeconds: [10, 60, 300, 1800], stuckAfterSeconds: 60, leaseSeconds: 120, keepDays: 7 };
 
 /**
  * Durable before acknowledged: chat messages are stored (keyed by the channel's message id) before the webhook
@@ -37,14 +39,17 @@ export function createInbox(deps: InboxDeps) {
   const handlers = new Map<Channel, MessageHandler>();
   const running = new Set<Promise<void>>();
   let sweeper: NodeJS.Timeout | undefined;
+  let stopped = false;
 
   async function handleOnce(id: string): Promise<void> {
     const record = await messages.findById(id).lean<InboundMessage>();
     if (!record || record.status === 'handled' || record.status === 'ignored') return;
-    const attempt = (record.attempts ?? 0) + 1;
-    if (attempt > settings.retryDelaysSeconds.length + 1) return;
-    // Whoever reserves attempt n runs it: the prompt handler and the sweep never both do.
-    if (!(await reservations.reserve(`inbox:${id}:attempt:${attempt}`, settings.keepDays * 86_400))) return;
+    const attempt = await takeNextAttempt(id, (record.attempts ?? 0) + 1);
+    if (attempt === undefined) return;
+    if (attempt > settings.retryDelaysSeconds.length + 1) {
+      await giveUp(id, attempt - 1, 'too many attempts (the last ones did not finish)');
+      return;
+    }
     const handler = handlers.get(record.channel as Channel);
     if (!handler) return;
     try {
@@ -54,18 +59,37 @@ export function createInbox(deps: InboxDeps) {
       const delay = settings.retryDelaysSeconds[attempt - 1];
       const reason = error instanceof Error ? error.message : String(error);
       log.error({ err: error, messageId: id, attempt, willRetry: delay !== undefined }, 'inbound message handling failed');
+      if (delay === undefined) {
+        await giveUp(id, attempt, reason);
+        return;
+      }
       await messages.updateOne(
         { _id: id },
-        {
-          $set: {
-            status: 'failed',
-            attempts: attempt,
-            lastError: reason.slice(0, 500),
-            nextAttemptAt: new Date(clock.now().getTime() + (delay ?? 365 * 86_400) * 1000),
-          },
-        },
+        { $set: { status: 'failed', attempts: attempt, lastError: reason.slice(0, 500), nextAttemptAt: new Date(clock.now().getTime() + delay * 1000) } },
       );
     }
+  }
+
+  /**
+   * Whoever reserves attempt n runs it, so the prompt handler and the sweep never both do. A reservation is a
+   * lease: one older than `leaseSeconds` belongs to a process that died mid-attempt, and the next attempt may start.
+   */
+  async function takeNextAttempt(id: string, first: number): Promise<number | undefined> {
+    for (let attempt = first; ; attempt++) {
+      const key = `inbox:${id}:attempt:${attempt}`;
+      if (await reservations.reserve(key, settings.keepDays * 86_400, { startedAt: clock.now().toISOString() })) return attempt;
+      const held = await reservations.find(key);
+      const startedAt = typeof held?.startedAt === 'string' ? Date.parse(held.startedAt) : 0;
+      if (clock.now().getTime() - startedAt < settings.leaseSeconds * 1000) return undefined;
+    }
+  }
+
+  async function giveUp(id: string, attempts: number, reason: string) {
+    // Kept for the record (and for a person to look at), out of the sweep's way.
+    await messages.updateOne(
+      { _id: id },
+      { $set: { status: 'failed', attempts, lastError: `gave up: ${reason}`.slice(0, 500), nextAttemptAt: new Date(8.64e15) } },
+    );
   }
 
   function track(work: Promise<void>): Promise<void> {
@@ -114,17 +138,24 @@ export function createInbox(deps: InboxDeps) {
     },
 
     /** Retries what failed or got stuck. Runs on a timer; tests call it directly. */
-    async sweep(): Promise<number> {
-      const due = await messages
-        .find({ status: { $in: ['received', 'failed'] }, nextAttemptAt: { $lte: clock.now() } }, { _id: 1 })
-        .limit(100)
-        .lean<Pick<InboundMessage, '_id'>[]>();
-      for (const { _id } of due) await track(handleOnce(_id));
-      return due.length;
+    sweep(): Promise<void> {
+      return track(
+        (async () => {
+          const due = await messages
+            .find({ status: { $in: ['received', 'failed'] }, nextAttemptAt: { $lte: clock.now() } }, { _id: 1 })
+            .sort({ nextAttemptAt: 1 })
+            .limit(100)
+            .lean<Pick<InboundMessage, '_id'>[]>();
+          for (const { _id } of due) {
+            if (stopped) return;
+            await handleOnce(_id);
+          }
+        })(),
+      );
     },
 
     startSweeping(intervalMs: number) {
-      sweeper ??= setInterval(() => void this.sweep().catch((error: unknown) => log.warn({ err: error }, 'inbox sweep failed')), intervalMs);
+      sweeper ??= setInterval(() => void this.sweep(), intervalMs);
       sweeper.unref();
     },
 
@@ -134,6 +165,7 @@ export function createInbox(deps: InboxDeps) {
     },
 
     async stop() {
+      stopped = true;
       if (sweeper) clearInterval(sweeper);
       sweeper = undefined;
       await this.idle();
