@@ -82,7 +82,7 @@ describe('the twilio SMS provider', () => {
   it('turns a Twilio error into a delivery failure with its code', async () => {
     stub.respond(() => ({ status: 400, body: { code: 21211, message: "The 'To' number is not a valid phone number.", status: 400 } }));
     const failure = createTwilioSmsSender({ ...settings, from: '+15005550006' }).send(message);
-    await expect(failure).rejects.toMatchObject({ provider: 'twilio', providerDetail: { status: 400, code: 21211 } });
+    await expect(failure).rejects.toMatchObject({ provider: 'twilio', providerDetail: { status: 400, errorCode: 21211 } });
   });
 });
 

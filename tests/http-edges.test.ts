@@ -136,11 +136,13 @@ describe('logs and the audit trail', () => {
     await app.inject({ method: 'POST', url: '/auth/token/refresh', payload: { refreshToken: tokens.refreshToken } });
     await app.inject({ method: 'GET', url: '/auth/me', headers: { authorization: `Bearer ${tokens.accessToken}` } });
     testApp.sms.failNext = true;
-    await app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone: uniquePhone() } });
+    const refusedPhone = uniquePhone();
+    await app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone: refusedPhone } });
     const logs = testApp.logs.join('');
     expect(logs).toContain('otp delivery failed');
+    expect(logs).toContain('provider refused +44');
     const code = testApp.sms.lastCodeFor(phone);
-    for (const secret of [code, tokens.refreshToken, tokens.accessToken, phone]) expect(logs).not.toContain(secret);
+    for (const secret of [code, tokens.refreshToken, tokens.accessToken, phone, refusedPhone]) expect(logs).not.toContain(secret);
     expect(logs).toMatch(/"\+44\*+\d\d"/);
   });
 

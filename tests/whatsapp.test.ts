@@ -252,7 +252,7 @@ describe('codes requested on the web with channel whatsapp', () => {
     const response = await app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone: `+${newSender().waId}`, channel: 'whatsapp' } });
     expect(response.statusCode).toBe(502);
     expect(response.json()).toMatchObject({ error: 'delivery_failed', channel: 'whatsapp' });
-    expect(testApp.logs.join('')).toContain('131026');
+    expect(testApp.logs.join('')).toContain('"errorCode":131026');
   });
 });
 

@@ -60,7 +60,7 @@ export function createTelegramBot(deps: TelegramBotDeps): Telegraf {
       await action();
     } catch (error) {
       if (!(error instanceof TelegramError)) throw error;
-      log.warn({ code: error.code, description: error.description, method: (error.on as { method?: string } | undefined)?.method }, 'telegram reply failed');
+      log.warn({ errorCode: error.code, description: error.description, method: (error.on as { method?: string } | undefined)?.method }, 'telegram reply failed');
     }
   }
 
@@ -222,7 +222,7 @@ export function createTelegramCodeSender(telegram: Telegram): CodeSender {
 
 function telegramDeliveryError(error: unknown): DeliveryError {
   if (error instanceof TelegramError) {
-    return new DeliveryError('telegram', `Bot API answered ${error.code}: ${error.description}`, { code: error.code });
+    return new DeliveryError('telegram', `Bot API answered ${error.code}: ${error.description}`, { errorCode: error.code });
   }
   // node-fetch errors can carry the request URL, and with it the bot token: keep only their kind.
   const kind = (error as { code?: string; type?: string } | null)?.code ?? (error as { type?: string } | null)?.type ?? 'network error';

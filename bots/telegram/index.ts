@@ -3,6 +3,7 @@ import type { Telegraf } from 'telegraf';
 import type { Update } from 'telegraf/types';
 import { z } from 'zod';
 import { AppError } from '../../src/errors.js';
+import { scrubExternalText } from '../../src/logger.js';
 import type { Inbox } from '../../src/services/inbox.js';
 import { secretsMatch } from '../../src/secrets.js';
 
@@ -43,7 +44,14 @@ export const telegramWebhook: FastifyPluginAsync<TelegramWebhookOptions> = async
 /** The inbox handler for Telegram: runs a stored update through the bot. */
 export const handleStoredUpdate = (bot: Telegraf) => async (payload: Record<string, unknown>) => {
   const update = payload.update as Update;
-  await bot.handleUpdate(update);
+  try {
+    await bot.handleUpdate(update);
+  } catch (error) {
+    // Telegraf's HTTP errors can carry the request URL, and with it the bot token.
+    const cleaned = new Error(scrubExternalText(error instanceof Error ? error.message : String(error)));
+    cleaned.name = error instanceof Error ? error.name : 'Error';
+    throw cleaned;
+  }
   return { status: 'handled' as const, outcome: Object.keys(update).find((key) => key !== 'update_id') ?? 'update' };
 };
 

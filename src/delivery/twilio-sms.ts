@@ -26,7 +26,7 @@ export function createTwilioSmsSender(settings: TwilioSettings): CodeSender {
         const detail = error as { status?: number; code?: number; message?: string };
         throw new DeliveryError('twilio', `Twilio refused the message: ${detail.message ?? 'unknown error'}`, {
           status: detail.status,
-          code: detail.code,
+          errorCode: detail.code,
         });
       }
     },

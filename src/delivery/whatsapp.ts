@@ -102,7 +102,7 @@ async function asDeliveryError(error: unknown): Promise<DeliveryError> {
     const graph = body?.error;
     return new DeliveryError('whatsapp', `Graph API answered ${error.response.status}: ${graph?.message ?? error.response.statusText}`, {
       status: error.response.status,
-      code: graph?.code,
+      errorCode: graph?.code,
       type: graph?.type,
       fbtraceId: graph?.fbtrace_id,
     });

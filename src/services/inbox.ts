@@ -2,6 +2,7 @@ import type { Model } from 'mongoose';
 import type { Channel } from '../../models/channels.js';
 import type { InboundMessage } from '../../models/inbound-message.js';
 import type { Clock } from '../clock.js';
+import { scrubExternalText } from '../logger.js';
 import { isDuplicateKey, type Reservations } from './reservations.js';
 
 /** What a channel's handler made of a message: handled, or deliberately ignored (with why). */
@@ -57,7 +58,7 @@ export function createInbox(deps: InboxDeps) {
       await messages.updateOne({ _id: id }, { $set: { status: result.status, outcome: result.outcome, attempts: attempt, handledAt: clock.now() } });
     } catch (error) {
       const delay = settings.retryDelaysSeconds[attempt - 1];
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = scrubExternalText(error instanceof Error ? error.message : String(error));
       log.error({ err: error, messageId: id, attempt, willRetry: delay !== undefined }, 'inbound message handling failed');
       if (delay === undefined) {
         await giveUp(id, attempt, reason);

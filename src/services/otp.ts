@@ -7,6 +7,7 @@ import { secondsBetween, type Clock } from '../clock.js';
 import type { CodeSender } from '../delivery/types.js';
 import { renderCodeText } from '../delivery/types.js';
 import { AppError, DeliveryError } from '../errors.js';
+import { scrubExternalText } from '../logger.js';
 import { maskPhone, parsePhone } from '../phone.js';
 import type { AuditTrail } from './audit.js';
 import type { IdentityService } from './identities.js';
@@ -165,7 +166,10 @@ export function createOtpService(deps: OtpDeps) {
           await sender.send({ channel: sender.channel, phone, user, code, text: renderCodeText(settings.messageTemplate, code, ttlMinutes), ttlMinutes });
         } catch (error) {
           await challenges.updateOne({ _id: challengeId }, { $set: { status: 'failed' } });
-          const detail = error instanceof DeliveryError ? { provider: error.provider, reason: error.message, providerDetail: error.providerDetail } : { reason: String(error) };
+          const detail =
+            error instanceof DeliveryError
+              ? { provider: error.provider, reason: scrubExternalText(error.message), providerDetail: error.providerDetail }
+              : { reason: scrubExternalText(String(error)) };
           log.warn({ phone: maskPhone(phone), channel: sender.channel, ...detail }, 'otp delivery failed');
           await audit.record({ type: 'otp.delivery_failed', channel: sender.channel, phone, ip: input.ip, detail: { provider: sender.provider } });
           throw new AppError('delivery_failed', 'We could not deliver the code. Try again in a moment.', { channel: sender.channel });

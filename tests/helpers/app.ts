@@ -29,7 +29,8 @@ export function createCapturingSender(channel: CodeSender['channel'] = 'sms'): C
     async send(message) {
       if (sender.failNext) {
         sender.failNext = false;
-        throw new DeliveryError('capture', 'provider said no');
+        // Like Twilio's errors, it names the number it refused.
+        throw new DeliveryError('capture', `provider refused ${message.phone}`);
       }
       sender.sent.push(message);
     },
