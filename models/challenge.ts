@@ -9,8 +9,9 @@ export const challengeSchema = new Schema(
     channel: { type: String, enum: channels, required: true },
     codeHash: { type: Buffer, required: true },
     sendSeq: { type: Number, required: true },
-    // pending: being delivered; active: usable; failed: delivery failed; superseded: a newer code was sent.
-    status: { type: String, enum: ['pending', 'active', 'failed', 'superseded', 'consumed'], required: true },
+    // pending: being delivered; active: delivered, usable while it is the phone's newest delivered code;
+    // failed: delivery failed; consumed: used.
+    status: { type: String, enum: ['pending', 'active', 'failed', 'consumed'], required: true },
     // A hint for where to start reserving attempt slots; the reservations are the truth.
     attempts: { type: Number, default: 0 },
     testNumber: { type: Boolean, default: false },

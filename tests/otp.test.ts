@@ -283,3 +283,47 @@ describe('code length', async () => {
     expect(longSms.sent[0]!.code).toMatch(/^\d{8}$/);
   });
 });
+
+describe('only the newest code works', () => {
+  it('even when an older code’s delivery finishes after a newer one was delivered', async () => {
+    const phone = uniquePhone();
+    const deliver = sms.send.bind(sms);
+    let releaseFirst!: () => void;
+    const firstHeld = new Promise<void>((resolve) => (releaseFirst = resolve));
+    let calls = 0;
+    sms.send = async (message) => {
+      calls += 1;
+      if (calls === 1) await firstHeld;
+      await deliver(message);
+    };
+    const slow = post('/auth/otp/request', { phone });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    clock.advance(31);
+    const fresh = await post('/auth/otp/request', { phone });
+    expect(fresh.statusCode).toBe(200);
+    releaseFirst();
+    const old = await slow;
+    sms.send = deliver;
+    expect(old.statusCode).toBe(200);
+
+    const [newerMessage, olderMessage] = sms.sent.filter((message) => message.phone === phone);
+    const oldId = (old.json() as { challengeId: string }).challengeId;
+    const freshId = (fresh.json() as { challengeId: string }).challengeId;
+    expect((await post('/auth/otp/verify', { challengeId: oldId, code: olderMessage!.code })).json()).toMatchObject({ error: 'not_found' });
+    expect((await post('/auth/otp/verify', { phone, code: olderMessage!.code })).statusCode).toBe(400);
+    expect((await post('/auth/otp/verify', { challengeId: freshId, code: newerMessage!.code })).statusCode).toBe(200);
+  });
+
+  it('a failed send does not start the resend wait, but counts towards the hourly cap', async () => {
+    const phone = uniquePhone();
+    sms.failNext = true;
+    expect((await post('/auth/otp/request', { phone })).statusCode).toBe(502);
+    expect((await post('/auth/otp/request', { phone })).statusCode).toBe(200);
+    for (let send = 0; send < 3; send++) {
+      clock.advance(31);
+      expect((await post('/auth/otp/request', { phone })).statusCode).toBe(200);
+    }
+    clock.advance(31);
+    expect((await post('/auth/otp/request', { phone })).json()).toMatchObject({ error: 'rate_limited' });
+  });
+});

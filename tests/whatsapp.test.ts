@@ -225,6 +225,18 @@ describe('codes in the chat', () => {
     expect(decodeJwt((verified.json() as TokenPair).accessToken)).toMatchObject({ amr: ['whatsapp'] });
   });
 
+  it('retries an OTP reply the Graph API could not take', async () => {
+    const sender = newSender();
+    graph.respond(() => ({ status: 503, body: { error: { message: 'Temporarily unavailable', type: 'OAuthException', code: 2, fbtrace_id: 'T' } } }));
+    await deliver(app, notification([textMessage(sender, 'OTP', clock.now())], sender));
+    expect(await storedMessages().findOne({ 'payload.message.from': sender.waId })).toMatchObject({ status: 'failed', attempts: 1 });
+    graphAnswersOk(graph);
+    clock.advance(11);
+    await app.services.inbox.sweep();
+    expect(graphSends(graph).at(-1)).toMatchObject({ to: `+${sender.waId}`, text: { body: expect.stringMatching(/code is \d{6}/) } });
+    expect(await storedMessages().findOne({ 'payload.message.from': sender.waId })).toMatchObject({ status: 'handled', outcome: 'otp_sent' });
+  });
+
   it('answers anything else with help', async () => {
     const sender = newSender();
     await deliver(app, notification([textMessage(sender, 'what is this?', clock.now())], sender));

@@ -43,6 +43,8 @@ export interface OtpDeps {
 // Cheapest first: a chat message costs nothing, an SMS costs money.
 const AUTO_ORDER: readonly Channel[] = ['telegram', 'whatsapp', 'sms'];
 const HOUR_MS = 3_600_000;
+// Challenges whose code reached the phone.
+const DELIVERED: Challenge['status'][] = ['active', 'consumed'];
 
 export function createOtpService(deps: OtpDeps) {
   const { challenges, reservations, identities, senders, audit, clock, settings, log } = deps;
@@ -69,18 +71,19 @@ export function createOtpService(deps: OtpDeps) {
   }
 
   /**
-   * Refuses a send that comes too soon after the last one, or one too many within the hour, and numbers the
-   * next send. One read gives both, so a concurrent sender sees the same number and loses at the unique index.
+   * Refuses a send that comes too soon after the last delivered one, or one too many within the hour (failed sends
+   * count there: a failing provider is no way around the cap), and numbers the next send. One read gives both, so a
+   * concurrent sender sees the same number and loses at the unique (phone, sendSeq) index.
    */
-  async function nextSend(phone: string, now: Date): Promise<{ sendSeq: number; olderActive: boolean }> {
+  async function nextSendSeq(phone: string, now: Date): Promise<number> {
     const latest = await challenges
       .find({ phone }, { sendSeq: 1, createdAt: 1, status: 1 })
       .sort({ sendSeq: -1 })
       .limit(settings.maxSendsPerHour)
       .lean<Pick<Challenge, 'sendSeq' | 'createdAt' | 'status'>[]>();
-    const last = latest[0];
-    if (last) {
-      const resendAt = new Date(last.createdAt.getTime() + settings.resendSeconds * 1000);
+    const lastAttempted = latest.find((send) => send.status !== 'failed');
+    if (lastAttempted) {
+      const resendAt = new Date(lastAttempted.createdAt.getTime() + settings.resendSeconds * 1000);
       if (resendAt > now) throw rateLimited(secondsBetween(now, resendAt));
     }
     const withinHour = latest.filter((send) => send.createdAt.getTime() > now.getTime() - HOUR_MS);
@@ -88,18 +91,24 @@ export function createOtpService(deps: OtpDeps) {
       const oldest = withinHour[withinHour.length - 1]!;
       throw rateLimited(secondsBetween(now, new Date(oldest.createdAt.getTime() + HOUR_MS)));
     }
-    // Each delivered send supersedes all before it, so an active code older than this window would need that many
-    // failed deliveries in a row since; skipping the supersede write when none is visible saves a write per send.
-    return { sendSeq: (last?.sendSeq ?? 0) + 1, olderActive: latest.some((send) => send.status === 'active') };
+    return (latest[0]?.sendSeq ?? 0) + 1;
   }
 
+  /**
+   * The challenge a check is about. Only the newest delivered code of a phone works: decided here, from the send
+   * numbers, rather than by marking older codes, so a slow delivery that finishes last cannot revive an older code.
+   */
   async function findChallenge(by: { challengeId: string } | { phone: string }): Promise<Challenge> {
     let challenge: Challenge | null;
     if ('challengeId' in by) {
       challenge = Types.ObjectId.isValid(by.challengeId) ? await challenges.findById(by.challengeId).lean<Challenge>() : null;
+      if (challenge?.status === 'active') {
+        const newer = await challenges.exists({ phone: challenge.phone, sendSeq: { $gt: challenge.sendSeq }, status: { $in: DELIVERED } });
+        if (newer) challenge = null;
+      }
     } else {
       const { e164 } = parsePhone(by.phone, settings.defaultCountry, testNumbers);
-      challenge = await challenges.findOne({ phone: e164, status: 'active' }).sort({ sendSeq: -1 }).lean<Challenge>();
+      challenge = await challenges.findOne({ phone: e164, status: { $in: DELIVERED } }).sort({ sendSeq: -1 }).lean<Challenge>();
     }
     if (!challenge || challenge.status !== 'active') {
       throw new AppError('not_found', 'There is no active code for this request. Ask for a new one.');
@@ -135,7 +144,7 @@ export function createOtpService(deps: OtpDeps) {
       const sender = input.via ?? chooseSender(input.channel, phone, user);
 
       const now = clock.now();
-      const { sendSeq, olderActive } = await nextSend(phone, now);
+      const sendSeq = await nextSendSeq(phone, now);
       const challengeId = new Types.ObjectId();
       const code = fixedCode ?? newCode();
       const expiresAt = new Date(now.getTime() + settings.ttlSeconds * 1000);
@@ -176,11 +185,8 @@ export function createOtpService(deps: OtpDeps) {
         }
       }
 
+      // From here it is the phone's newest code, and older ones stop working (see findChallenge).
       await challenges.updateOne({ _id: challengeId }, { $set: { status: 'active' } });
-      // Only the newest code works: one active challenge per phone.
-      if (olderActive) {
-        await challenges.updateMany({ phone, status: 'active', sendSeq: { $lt: sendSeq } }, { $set: { status: 'superseded' } });
-      }
       await audit.record({ type: 'otp.sent', channel: sender.channel, phone, ip: input.ip, detail: { provider: fixedCode ? 'test_number' : sender.provider } });
       return {
         challengeId: challengeId.toString(),

@@ -109,7 +109,8 @@ export function createWhatsAppConversation(deps: WhatsAppConversationDeps) {
       await services.otp.requestCode({ phone, channel: 'whatsapp', via: inConversation });
       return { status: 'handled', outcome: 'otp_sent' };
     } catch (error) {
-      if (!(error instanceof AppError)) throw error;
+      // A code that could not be sent is this message's effect missing: let the inbox try again.
+      if (!(error instanceof AppError) || error.code === 'delivery_failed') throw error;
       if (error.code === 'rate_limited') await notify(sender.address, say('otpRateLimited', { seconds: Number(error.details.retryAfter ?? 30) }));
       else if (error.code === 'country_not_allowed') await notify(sender.address, say('otpCountryNotAllowed'));
       return { status: 'handled', outcome: `otp_refused:${error.code}` };
