@@ -74,6 +74,14 @@ describe('the verification handshake', () => {
   });
 });
 
+describe('the verification handshake, continued', () => {
+  it('answers 400 when the challenge is missing', async () => {
+    const response = await app.inject({ method: 'GET', url: '/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=verify-token-for-tests' });
+    expect(response.statusCode).toBe(400);
+    expect(response.json()).toMatchObject({ error: 'invalid_request' });
+  });
+});
+
 describe('the signature check', () => {
   it.each([
     ['missing', null],
@@ -283,6 +291,20 @@ describe('senders who use a username and show no phone number', () => {
     expect(await database.connection.collection('users').findOne({ 'whatsapp.userId': hidden.userId })).toMatchObject({ status: 'active' });
   });
 
+  it('keep their user when their phone later shows, and the phone is attached to it', async () => {
+    const person = { userId: 'US.99887766554433221100', name: 'Sam' };
+    const intent = await createIntent();
+    await deliver(app, notification([textMessage(person, `LOGIN ${intent.code}`, clock.now())], person));
+    // Meta's 2026 shape: the same person, now with the phone visible, sends both ids.
+    const visible = { ...person, waId: '447911777888' };
+    await deliver(app, notification([buttonReply(visible, `confirm:${intent.intentId}`, 'Confirm', clock.now())], visible));
+    const approved = await poll(intent);
+    expect(approved).toMatchObject({ status: 'approved', user: { phone: '+447911777888' } });
+    const users = await database.connection.collection('users').find({ 'whatsapp.userId': person.userId }).toArray();
+    expect(users).toHaveLength(1);
+    expect(users[0]).toMatchObject({ phone: '+447911777888', whatsapp: { userId: person.userId, waId: '447911777888' } });
+  });
+
   it('cannot get a phone-bound code', async () => {
     await deliver(app, notification([textMessage(hidden, 'OTP', clock.now())], hidden));
     expect(graphSends(graph)[0]).toMatchObject({ recipient: hidden.userId, text: { body: expect.stringContaining('does not show us a phone number') } });
@@ -298,7 +320,26 @@ describe('other notifications', () => {
       }),
     );
     expect(response.statusCode).toBe(200);
+    expect(response.json()).toEqual({ received: 0 });
     expect(graphSends(graph)).toHaveLength(0);
+  });
+
+  it('ignores messages to another phone number of the same app', async () => {
+    const sender = newSender();
+    const payload = notification([textMessage(sender, 'OTP', clock.now())], sender) as { entry: { changes: { value: { metadata: { phone_number_id: string } } }[] }[] };
+    payload.entry[0]!.changes[0]!.value.metadata.phone_number_id = '999999999';
+    expect((await deliver(app, payload)).json()).toEqual({ received: 0 });
+    expect(await storedMessages().countDocuments({ 'payload.message.from': sender.waId })).toBe(0);
+    expect(graphSends(graph)).toHaveLength(0);
+  });
+
+  it('stores only the fields it reads, so odd keys cannot break storing', async () => {
+    const sender = newSender();
+    const message = { ...textMessage(sender, 'hello', clock.now()), $where: 'x', context: { forwarded: true } };
+    expect((await deliver(app, notification([message], sender))).statusCode).toBe(200);
+    const stored = await storedMessages().findOne({ 'payload.message.from': sender.waId });
+    expect(stored).toMatchObject({ status: 'handled' });
+    expect(Object.keys(stored!.payload.message).sort()).toEqual(['from', 'id', 'text', 'timestamp', 'type']);
   });
 
   it('acknowledges reactions and media and ignores them', async () => {

@@ -85,15 +85,42 @@ export function createIdentityService(users: Model<User>, sessions: Model<Sessio
     },
 
     /**
-     * A WhatsApp sender with a phone resolves to the user of that phone (the SMS user, if any), linking the
-     * wa_id; a sender without one resolves by the business-scoped user id alone.
+     * A WhatsApp sender. Meta always sends the business-scoped user id and the phone (wa_id) only when the person lets
+     * it show, so the user id is looked up first: a person first seen by username keeps their user when the phone
+     * appears, and the phone is attached to it (unless another user already has that phone; then they stay apart).
+     * A sender seen by phone resolves to the user of that phone (the SMS user, if any), linking the WhatsApp ids.
      */
-    async resolveByWhatsApp(profile: WhatsAppProfile) {
+    async resolveByWhatsApp(profile: WhatsAppProfile): Promise<User> {
+      if (profile.userId) {
+        const known = await users.findOne({ 'whatsapp.userId': profile.userId }).lean<User>();
+        if (known) {
+          if (!profile.waId || known.phone) return known;
+          try {
+            const withPhone = await users
+              .findOneAndUpdate(
+                { _id: known._id, phone: { $exists: false } },
+                { $set: { phone: `+${profile.waId}`, 'whatsapp.waId': profile.waId, updatedAt: clock.now() } },
+                { new: true, timestamps: false },
+              )
+              .lean<User>();
+            return withPhone ?? known;
+          } catch (error) {
+            if (!isDuplicateKey(error)) throw error;
+            return known;
+          }
+        }
+      }
       if (profile.waId) {
         const phone = `+${profile.waId}`;
         const link: Record<string, unknown> = { 'whatsapp.waId': profile.waId };
         if (profile.userId) link['whatsapp.userId'] = profile.userId;
-        return upsertBy({ phone }, { phone }, link);
+        try {
+          return await upsertBy({ phone }, { phone }, link);
+        } catch (error) {
+          // The user id was claimed meanwhile by a concurrent first message: that user is this person.
+          if (!isDuplicateKey(error) || !profile.userId) throw error;
+          return this.resolveByWhatsApp(profile);
+        }
       }
       if (profile.userId) return upsertBy({ 'whatsapp.userId': profile.userId }, {}, { 'whatsapp.userId': profile.userId });
       throw new AppError('invalid_request', 'A WhatsApp sender needs a wa_id or a user id.');

@@ -48,9 +48,12 @@ export function createWhatsAppConversation(deps: WhatsAppConversationDeps) {
   function senderOf({ message, contact }: StoredWhatsAppMessage): Sender | undefined {
     const waId = message.from ?? contact?.wa_id;
     const userId = message.from_user_id ?? contact?.user_id;
-    if (waId) return { waId, userId, address: { phone: `+${waId}` }, claimant: { channel: 'whatsapp', subject: `+${waId}` } };
-    if (userId) return { waId, userId, address: { userId }, claimant: { channel: 'whatsapp', subject: `user:${userId}` } };
-    return undefined;
+    if (!waId && !userId) return undefined;
+    // The user id is stable whether or not the phone shows, so it names the claimant when Meta sends it.
+    const claimant: Claimant = { channel: 'whatsapp', subject: userId ? `user:${userId}` : `+${waId}` };
+    // Meta asks for replies to go to the phone when there is one.
+    const address: WhatsAppAddress = waId ? { phone: `+${waId}` } : { userId: userId! };
+    return { waId, userId, address, claimant };
   }
 
   async function login(sender: Sender, code: string): Promise<HandlingOutcome> {

@@ -58,8 +58,9 @@ export const whatsappWebhook: FastifyPluginAsync<WhatsAppWebhookOptions> = async
     const entries: { id: string; payload: Record<string, unknown> }[] = [];
     for (const { changes } of envelope.data.entry) {
       for (const { value } of changes) {
-        if (value.metadata?.phone_number_id && value.metadata.phone_number_id !== options.phoneNumberId) {
-          request.log.debug({ phoneNumberId: value.metadata.phone_number_id }, 'notification for another phone number; ignored');
+        // Only messages to our own number: an app can serve several, and we must not answer for the others.
+        if (value.metadata?.phone_number_id !== options.phoneNumberId) {
+          request.log.debug({ phoneNumberId: value.metadata?.phone_number_id }, 'notification for another phone number; ignored');
           continue;
         }
         if (value.statuses?.length) request.log.debug({ statuses: value.statuses.length }, 'whatsapp status updates ignored');
@@ -100,8 +101,10 @@ export const whatsappLoginLink =
   });
 
 function contactOf(message: { from?: string | undefined; from_user_id?: string | undefined }, contacts: SenderContact[]): SenderContact | undefined {
-  return (
-    contacts.find((contact) => (message.from && contact.wa_id === message.from) || (message.from_user_id && contact.user_id === message.from_user_id)) ??
-    (contacts.length === 1 ? contacts[0] : undefined)
+  const matching = contacts.find(
+    (contact) => (message.from && contact.wa_id === message.from) || (message.from_user_id && contact.user_id === message.from_user_id),
   );
+  if (matching) return matching;
+  // A lone contact speaks for a message only when the message names no sender of its own to contradict it.
+  return contacts.length === 1 && !message.from && !message.from_user_id ? contacts[0] : undefined;
 }

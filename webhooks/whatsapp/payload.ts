@@ -1,7 +1,8 @@
 import { z } from 'zod';
 
-// The parts of Meta's webhook payload we read; everything else passes through untouched. The envelope is checked
-// first and each message on its own, so one odd message does not cost the rest of a batch.
+// The parts of Meta's webhook payload we read. The envelope is checked first and each message on its own, so one odd
+// message does not cost the rest of a batch. Messages and contacts keep only the fields we read: that is what is
+// stored, so nothing unexpected (a "$"-prefixed key, say) can make storing fail.
 
 export const webhookEnvelope = z.object({
   object: z.literal('whatsapp_business_account'),
@@ -22,24 +23,24 @@ export const webhookEnvelope = z.object({
   ),
 });
 
-export const senderContact = z.looseObject({
+export const senderContact = z.object({
   wa_id: z.string().regex(/^\d{6,15}$/).optional(),
   // Business-scoped user id, present since 2026; the only identifier of a sender who uses a username.
   user_id: z.string().min(1).max(160).optional(),
-  profile: z.looseObject({ name: z.string().optional(), username: z.string().optional() }).optional(),
+  profile: z.object({ name: z.string().optional(), username: z.string().optional() }).optional(),
 });
 
-export const inboundMessage = z.looseObject({
+export const inboundMessage = z.object({
   id: z.string().min(1).max(256),
   from: z.string().regex(/^\d{6,15}$/).optional(),
   from_user_id: z.string().min(1).max(160).optional(),
   timestamp: z.string().regex(/^\d{1,12}$/),
   type: z.string(),
-  text: z.looseObject({ body: z.string() }).optional(),
+  text: z.object({ body: z.string().max(4096) }).optional(),
   interactive: z
-    .looseObject({
+    .object({
       type: z.string(),
-      button_reply: z.looseObject({ id: z.string(), title: z.string() }).optional(),
+      button_reply: z.object({ id: z.string().max(256), title: z.string().max(256) }).optional(),
     })
     .optional(),
 });
