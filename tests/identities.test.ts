@@ -33,3 +33,22 @@ describe('resolving a person', () => {
     expect(await users().countDocuments({ phone: { $exists: false } })).toBeGreaterThanOrEqual(2);
   });
 });
+
+describe('linking a phone shared in Telegram', () => {
+  it('survives concurrent attempts for one person: the phone’s user ends up with the Telegram id, once', async () => {
+    const phone = '+447911333444';
+    const owner = await identities.resolveByPhone(phone);
+    const telegramOnly = await identities.resolveByTelegram({ id: 5_550_100, firstName: 'Bo' });
+    const outcomes = await Promise.all(Array.from({ length: 5 }, () => identities.linkPhoneToTelegram({ id: 5_550_100, firstName: 'Bo' }, phone)));
+    expect(outcomes.map((result) => result.outcome)).toContain('merged');
+    expect(outcomes.every((result) => ['merged', 'busy', 'already_linked'].includes(result.outcome))).toBe(true);
+    const holders = await users().find({ 'telegram.id': 5_550_100 }).toArray();
+    expect(holders.map((user) => user._id.toString())).toEqual([owner._id.toString()]);
+    expect(await users().findOne({ _id: telegramOnly._id })).toBeNull();
+  });
+
+  it('links a phone nobody has to the Telegram user', async () => {
+    const result = await identities.linkPhoneToTelegram({ id: 5_550_101 }, '+447911333445');
+    expect(result).toMatchObject({ outcome: 'linked', user: { phone: '+447911333445', telegram: { id: 5_550_101 } } });
+  });
+});

@@ -98,6 +98,15 @@ describe('the webhook', () => {
     expect(api.requests).toHaveLength(0);
   });
 
+  it('ignores button presses in inline messages, which have no chat', async () => {
+    const person = newPerson();
+    const update = callbackUpdate(person, 'confirm:abc', 1, clock.now()) as { callback_query: Record<string, unknown> };
+    delete update.callback_query.message;
+    update.callback_query.inline_message_id = 'AAAAAQ';
+    expect((await deliverUpdate(app, update)).statusCode).toBe(200);
+    expect(api.requests).toHaveLength(0);
+  });
+
   it('ignores messages in group chats', async () => {
     const person = newPerson();
     await deliverUpdate(app, textUpdate(person, '/otp', clock.now(), { id: -100123, type: 'supergroup', title: 'Friends' }));
@@ -272,6 +281,16 @@ describe('sharing a phone number', () => {
     expect((await poll(intent)).user?.id).toBe(viaSms.user.id);
   });
 
+  it('refuses to move a Telegram account onto a blocked user', async () => {
+    const person = newPerson();
+    const phone = newPhone();
+    await signInBySms(testApp, phone);
+    await database.connection.collection('users').updateOne({ phone }, { $set: { status: 'blocked' } });
+    await linkOwnPhone(person, phone);
+    expect(botCalls(api).at(-1)!.body.text).toContain('already belongs to another account');
+    expect((await findUser({ phone }))?.telegram).toBeUndefined();
+  });
+
   it('refuses to link a phone whose user already has another Telegram account', async () => {
     const first = newPerson();
     const second = newPerson();
@@ -363,6 +382,29 @@ describe('the Telegram Login Widget', () => {
     const tokens = response.json() as TokenPair;
     expect(decodeJwt(tokens.accessToken)).toMatchObject({ amr: ['telegram'] });
     expect(tokens.user).toMatchObject({ telegram: { id: person.id, username: person.username } });
+  });
+
+  it('matches Telegram’s own hash for a fixed example (string fields, last name and photo included)', async () => {
+    // Computed independently (Python's hmac) from Telegram's description of the check.
+    const response = await widget({
+      id: '424242',
+      first_name: 'Ann',
+      last_name: 'Lee',
+      username: 'ann_tg',
+      photo_url: 'https://t.me/i/userpic/320/ann.jpg',
+      auth_date: '1795255000',
+      hash: '56bbf75cb23ea0dd9ea8f0d38855f5a5462c37bf782e54f3de1c3f09c8753824',
+    });
+    expect(response.statusCode).toBe(200);
+    expect((response.json() as TokenPair).user).toMatchObject({ telegram: { id: 424242, username: 'ann_tg', firstName: 'Ann' } });
+  });
+
+  it('accepts a login once: a replayed payload is refused with 401 token_reused', async () => {
+    const fields = fieldsFor(newPerson(), Math.floor(clock.now().getTime() / 1000));
+    expect((await widget(fields)).statusCode).toBe(200);
+    const replay = await widget(fields);
+    expect(replay.statusCode).toBe(401);
+    expect(replay.json()).toMatchObject({ error: 'token_reused' });
   });
 
   it('refuses tampered data with 401', async () => {

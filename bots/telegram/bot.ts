@@ -48,7 +48,9 @@ const claimantOf = (from: TelegramFrom): Claimant => ({ channel: 'telegram', sub
 /** The Telegram bot: translates commands, buttons and shared contacts into service calls, and answers. */
 export function createTelegramBot(deps: TelegramBotDeps): Telegraf {
   const { services, texts, log, settings } = deps;
-  const bot = new Telegraf(settings.token, { telegram: { apiRoot: settings.apiRoot, webhookReply: false } });
+  // The handler timeout stays under the inbox's lease (120 s), so a hung Bot API call fails this attempt before
+  // another process may start the next one.
+  const bot = new Telegraf(settings.token, { telegram: { apiRoot: settings.apiRoot, webhookReply: false }, handlerTimeout: 60_000 });
   bot.botInfo = botInfoFor(settings.token, settings.username);
 
   const { say, refusal, confirmPrompt } = createChatVoice(texts, settings.serviceName);
@@ -64,10 +66,10 @@ export function createTelegramBot(deps: TelegramBotDeps): Telegraf {
     }
   }
 
-  // Codes and sign-in prompts belong in a private chat, never in a group.
+  // Codes and sign-in prompts belong in a private chat, never in a group (nor in inline messages, which have no chat).
   bot.use(async (ctx, next) => {
     const chat = ctx.chat ?? ctx.callbackQuery?.message?.chat;
-    if (chat && chat.type !== 'private') return;
+    if (chat?.type !== 'private') return;
     if (!ctx.from || ctx.from.is_bot) return;
     await next();
   });
@@ -156,7 +158,12 @@ export function createTelegramBot(deps: TelegramBotDeps): Telegraf {
       const detail = retiredUserId ? { outcome, retiredUserId: retiredUserId.toString() } : { outcome };
       await services.audit.record({ type: 'identity.linked', channel: 'telegram', userId: user._id, phone, detail });
     }
-    const reply = outcome === 'phone_taken' || outcome === 'telegram_has_other_phone' ? say('phoneTaken') : say('phoneLinked', { phone });
+    const reply =
+      outcome === 'busy'
+        ? say('somethingWentWrong')
+        : outcome === 'phone_taken' || outcome === 'telegram_has_other_phone'
+          ? say('phoneTaken')
+          : say('phoneLinked', { phone });
     await notify(() => ctx.reply(reply, Markup.removeKeyboard()));
   });
 

@@ -58,6 +58,10 @@ export const telegramWidgetRoute: FastifyPluginAsync<TelegramWidgetOptions> = as
     }
     const ageSeconds = options.clock.now().getTime() / 1000 - Number(fields.auth_date);
     if (ageSeconds > options.maxAgeSeconds) throw new AppError('token_expired', 'This Telegram login is too old; sign in with Telegram again.');
+    // One exchange per widget login: a copy of the payload (it can travel in a redirect URL) is worth nothing.
+    if (!(await options.services.reservations.reserve(`telegram-widget:${fields.hash}`, options.maxAgeSeconds + 60))) {
+      throw new AppError('token_reused', 'This Telegram login was already used; sign in with Telegram again.');
+    }
     const user = await options.services.identities.resolveByTelegram({
       id: Number(fields.id),
       username: fields.username,

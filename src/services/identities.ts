@@ -4,7 +4,7 @@ import type { Session } from '../../models/session.js';
 import type { User } from '../../models/user.js';
 import type { Clock } from '../clock.js';
 import { AppError } from '../errors.js';
-import { isDuplicateKey } from './reservations.js';
+import { isDuplicateKey, type Reservations } from './reservations.js';
 
 export interface TelegramProfile {
   id: number;
@@ -43,9 +43,39 @@ export function assertActiveUser(user: User | null | undefined): asserts user is
   if (user.status === 'blocked') throw new AppError('user_blocked', 'This account is blocked.');
 }
 
-export type PhoneLinkOutcome = 'linked' | 'already_linked' | 'merged' | 'phone_taken' | 'telegram_has_other_phone';
+export type PhoneLinkOutcome = 'linked' | 'already_linked' | 'merged' | 'phone_taken' | 'telegram_has_other_phone' | 'busy';
 
-export function createIdentityService(users: Model<User>, sessions: Model<Session>, clock: Clock) {
+export function createIdentityService(users: Model<User>, sessions: Model<Session>, reservations: Reservations, clock: Clock) {
+  /**
+   * Moves the Telegram identity of a Telegram-only user onto the user who owns the phone, then retires the old user.
+   * One merge per Telegram id at a time (a reservation); sessions are revoked first, so nothing issued to the old
+   * user outlives it; and if the move loses a race, the Telegram id goes back where it was.
+   */
+  async function mergeTelegramInto(telegramUser: User, owner: User): Promise<{ outcome: PhoneLinkOutcome; user: User; retiredUserId?: Types.ObjectId }> {
+    const lock = `telegram-merge:${telegramUser.telegram!.id}`;
+    if (!(await reservations.reserve(lock, 60))) return { outcome: 'busy', user: telegramUser };
+    try {
+      const now = clock.now();
+      await sessions.updateMany({ userId: telegramUser._id, revokedAt: { $exists: false } }, { $set: { revokedAt: now, revokedReason: 'user_merged' } });
+      const telegram = { ...telegramUser.telegram };
+      await users.updateOne({ _id: telegramUser._id }, { $unset: { telegram: '' } });
+      let moved = false;
+      try {
+        moved = (await users.updateOne({ _id: owner._id, 'telegram.id': { $exists: false } }, { $set: { telegram, updatedAt: now } })).modifiedCount === 1;
+      } catch (error) {
+        if (!isDuplicateKey(error)) throw error;
+      }
+      if (!moved) {
+        await users.updateOne({ _id: telegramUser._id }, { $set: { telegram } }).catch(() => undefined);
+        return { outcome: 'busy', user: telegramUser };
+      }
+      await users.deleteOne({ _id: telegramUser._id });
+      return { outcome: 'merged', user: (await users.findById(owner._id).lean<User>())!, retiredUserId: telegramUser._id };
+    } finally {
+      await reservations.release(lock);
+    }
+  }
+
   // Upsert on a unique identifier. Two concurrent first logins may both try to insert; the unique index lets
   // one win and the loser finds the winner's document.
   async function upsertBy(filter: Record<string, unknown>, onInsert: Record<string, unknown>, set: Record<string, unknown> = {}) {
@@ -129,7 +159,8 @@ export function createIdentityService(users: Model<User>, sessions: Model<Sessio
     /**
      * Links a phone that Telegram vouches for (the sender's own contact card) to their Telegram user.
      * When the phone already has a user, the Telegram identity moves onto it, but only if the Telegram user has
-     * nothing else of its own (no phone, no WhatsApp): that user is retired and its sessions revoked. Otherwise refused.
+     * nothing else of its own (no phone, no WhatsApp) and neither user is blocked: that user is retired and its
+     * sessions revoked. Otherwise refused.
      */
     async linkPhoneToTelegram(profile: TelegramProfile, phone: string): Promise<{ outcome: PhoneLinkOutcome; user: User; retiredUserId?: Types.ObjectId }> {
       const telegramUser = await this.resolveByTelegram(profile);
@@ -153,18 +184,9 @@ export function createIdentityService(users: Model<User>, sessions: Model<Sessio
       }
 
       const hasOwnIdentities = !!(telegramUser.whatsapp?.waId || telegramUser.whatsapp?.userId);
-      if (hasOwnIdentities || owner.telegram?.id) return { outcome: 'phone_taken', user: telegramUser };
-      // Free the Telegram id first (it is unique), then give it to the phone's user, then retire the old user.
-      const telegram = { ...telegramUser.telegram };
-      await users.updateOne({ _id: telegramUser._id }, { $unset: { telegram: '' } });
-      const moved = await users.updateOne({ _id: owner._id, 'telegram.id': { $exists: false } }, { $set: { telegram, updatedAt: clock.now() } });
-      if (moved.modifiedCount === 0) {
-        await users.updateOne({ _id: telegramUser._id }, { $set: { telegram } });
-        return { outcome: 'phone_taken', user: telegramUser };
-      }
-      await users.deleteOne({ _id: telegramUser._id });
-      await sessions.updateMany({ userId: telegramUser._id, revokedAt: { $exists: false } }, { $set: { revokedAt: clock.now(), revokedReason: 'user_merged' } });
-      return { outcome: 'merged', user: (await users.findById(owner._id).lean<User>())!, retiredUserId: telegramUser._id };
+      const anyBlocked = telegramUser.status === 'blocked' || owner.status === 'blocked';
+      if (hasOwnIdentities || anyBlocked || owner.telegram?.id) return { outcome: 'phone_taken', user: telegramUser };
+      return mergeTelegramInto(telegramUser, owner);
     },
 
     async recordLogin(userId: Types.ObjectId, channel: Channel) {

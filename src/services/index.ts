@@ -29,7 +29,7 @@ export function createServices(deps: ServiceDeps) {
   const { models } = database;
   const audit = createAuditTrail(models.AuditEvent, clock, (error) => log.error({ err: error }, 'audit write failed'));
   const reservations = createReservations(models.Reservation, clock);
-  const identities = createIdentityService(models.User, models.Session, clock);
+  const identities = createIdentityService(models.User, models.Session, reservations, clock);
   const tokens = createTokenService({
     sessions: models.Session,
     refreshTokens: models.RefreshToken,

@@ -8,6 +8,8 @@ export interface Reservations {
   /** True for exactly one caller per key, however many race; `data` is kept for whoever comes second. */
   reserve(key: string, keepForSeconds: number, data?: Record<string, unknown>): Promise<boolean>;
   find(key: string): Promise<Record<string, unknown> | undefined>;
+  /** Gives a key back, for reservations that guard a step rather than mark something used up. */
+  release(key: string): Promise<void>;
 }
 
 export function createReservations(reservations: Model<Reservation>, clock: Clock): Reservations {
@@ -26,6 +28,9 @@ export function createReservations(reservations: Model<Reservation>, clock: Cloc
         if (isDuplicateKey(error)) return false;
         throw error;
       }
+    },
+    async release(key) {
+      await reservations.collection.deleteOne({ _id: key as never });
     },
     async find(key) {
       const found = await reservations.collection.findOne({ _id: key as never });
