@@ -159,7 +159,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.') || 'environment'}: ${issue.message}`));
   }
   const config = parsed.data;
-  const problems = [...productionProblems(config), ...providerProblems(config)];
+  const problems = [...productionProblems(config, present), ...providerProblems(config)];
   if (problems.length > 0) throw new ConfigError(problems);
   return { ...config, SMS_PROVIDER: config.SMS_PROVIDER ?? (config.NODE_ENV === 'production' ? undefined : 'console') };
 }
@@ -168,9 +168,11 @@ export const whatsappEnabled = (config: Config): boolean => !!(config.WHATSAPP_V
 export const telegramEnabled = (config: Config): boolean => !!config.TELEGRAM_BOT_TOKEN;
 
 // Development conveniences that would be holes in production.
-function productionProblems(config: Config): string[] {
+function productionProblems(config: Config, given: Record<string, string | undefined>): string[] {
   if (config.NODE_ENV !== 'production') return [];
   const problems: string[] = [];
+  // Tokens saying they come from localhost would be accepted by any service configured the same careless way.
+  if (!given.JWT_ISSUER) problems.push('JWT_ISSUER: required in production (the public URL of this gateway, e.g. https://auth.example.com)');
   if (!config.OTP_PEPPER) problems.push('OTP_PEPPER: required in production (at least 32 random characters)');
   if (!config.JWT_PRIVATE_JWKS) problems.push('JWT_PRIVATE_JWKS: required in production (generated keys are for development)');
   if (!config.MONGODB_URI) problems.push('MONGODB_URI: required in production (the embedded database is for development)');

@@ -78,6 +78,7 @@ describe('production', () => {
     SMS_PROVIDER: 'http',
     SMS_HTTP_URL: 'https://sms.example/send',
     SMS_HTTP_SECRET: 's'.repeat(32),
+    JWT_ISSUER: 'https://auth.example.com',
   };
 
   it('starts with explicit secrets, database and provider', () => {
@@ -91,6 +92,8 @@ describe('production', () => {
     ['SMS_PROVIDER', { SMS_PROVIDER: 'console' }],
     ['SMS_PROVIDER', { SMS_PROVIDER: '' }],
     ['OTP_TEST_NUMBERS', { OTP_TEST_NUMBERS: '+15550000001:123456' }],
+    ['JWT_ISSUER', { JWT_ISSUER: '' }],
+    ['TELEGRAM_MODE', { TELEGRAM_BOT_TOKEN: '1:AAAAAAAAAAAAAAAAAAAAAAAA', TELEGRAM_BOT_USERNAME: 'x_bot_1', TELEGRAM_MODE: 'polling' }],
   ])('refuses the development default of %s', (variable, change) => {
     expect(problemsOf({ ...safe, ...change }).some((problem) => problem.startsWith(variable))).toBe(true);
   });

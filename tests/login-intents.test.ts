@@ -94,6 +94,18 @@ describe('polling a login intent', () => {
     expect((await poll(intent)).json()).toEqual({ status: 'consumed' });
   });
 
+  it('keeps the tokens for a later poll when handing them over fails', async () => {
+    const intent = await createIntent();
+    await intents.claim({ code: intent.code }, alice);
+    const user = await app.services.identities.resolveByTelegram({ id: 1001 });
+    await intents.approve(intent.intentId, alice, user);
+    await testApp.database.connection.collection('users').updateOne({ _id: user._id }, { $set: { status: 'blocked' } });
+    expect((await poll(intent)).json()).toMatchObject({ error: 'user_blocked' });
+    await testApp.database.connection.collection('users').updateOne({ _id: user._id }, { $set: { status: 'active' } });
+    expect((await poll(intent)).json()).toMatchObject({ status: 'approved', accessToken: expect.any(String) });
+    expect((await poll(intent)).json()).toEqual({ status: 'consumed' });
+  });
+
   it('gives the tokens to one of many concurrent polls', async () => {
     const intent = await createIntent();
     await intents.claim({ code: intent.code }, alice);

@@ -105,6 +105,17 @@ describe('refresh tokens', () => {
     expect(statuses.filter((status) => status === 401)).toHaveLength(19);
   });
 
+  it('keep the session stored as long as its newest token is valid', async () => {
+    const tokens = await signInBySms(testApp);
+    const sessionId = (await testApp.database.connection.collection('refresh_tokens').findOne({ userId: { $exists: true } }, { sort: { _id: -1 } }))!.sessionId;
+    clock.advance(20 * 86_400);
+    const rotated = (await refresh(tokens.refreshToken)).json() as TokenPair;
+    clock.advance(20 * 86_400);
+    expect((await refresh(rotated.refreshToken)).statusCode).toBe(200);
+    const session = await testApp.database.connection.collection('sessions').findOne({ _id: sessionId });
+    expect(session!.cleanupAt.getTime()).toBeGreaterThan(clock.now().getTime() + 30 * 86_400_000);
+  });
+
   it('expire after REFRESH_TOKEN_TTL_SECONDS', async () => {
     const tokens = await signInBySms(testApp);
     clock.advance(30 * 86_400);

@@ -145,11 +145,19 @@ export function createLoginIntentService(deps: LoginIntentDeps) {
           return { status: 'consumed' as const };
         case 'approved': {
           if (isExpired(intent)) return { status: 'expired' as const };
-          if (!(await reservations.reserve(`intent:${intentId}:handover`, keepReservations))) return { status: 'consumed' as const };
+          const handover = `intent:${intentId}:handover`;
+          if (!(await reservations.reserve(handover, keepReservations))) return { status: 'consumed' as const };
+          let issued: Awaited<ReturnType<TokenService['issueForLogin']>>;
+          try {
+            const user = await identities.findById(intent.userId!);
+            assertActiveUser(user);
+            issued = await tokens.issueForLogin(user, intent.channel as Channel, context);
+          } catch (error) {
+            // Nothing was handed over: the next poll may try again.
+            await reservations.release(handover);
+            throw error;
+          }
           await intents.updateOne({ _id: intentId }, { $set: { status: 'consumed', consumedAt: clock.now() } });
-          const user = await identities.findById(intent.userId!);
-          assertActiveUser(user);
-          const issued = await tokens.issueForLogin(user, intent.channel as Channel, context);
           return { status: 'approved' as const, ...issued };
         }
       }

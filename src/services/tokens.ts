@@ -155,7 +155,12 @@ export function createTokenService(deps: TokenDeps) {
         await audit.record({ type: 'tokens.reuse_detected', channel: session.channel, userId: session.userId, ip: context.ip, detail: { sessionId: session._id.toString() } });
         throw new AppError('token_reused', 'This refresh token was already used; the session has been signed out.');
       }
-      await sessions.updateOne({ _id: session._id }, { $set: { lastRefreshedAt: clock.now() } });
+      // The session lives as long as its newest refresh token; TTL cleanup (where the engine has it) must not end it sooner.
+      const now = clock.now();
+      await sessions.updateOne(
+        { _id: session._id },
+        { $set: { lastRefreshedAt: now, cleanupAt: new Date(now.getTime() + (settings.refreshTtlSeconds + 86_400) * 1000) } },
+      );
       await audit.record({ type: 'tokens.refreshed', channel: session.channel, userId: user._id, ip: context.ip });
       return tokenResponse(user, session, next);
     },
