@@ -273,6 +273,8 @@ describe('sharing a phone number', () => {
     const staleRefresh = await app.inject({ method: 'POST', url: '/auth/token/refresh', payload: { refreshToken: telegramTokens.refreshToken } });
     expect(staleRefresh.statusCode).toBe(401);
     expect(staleRefresh.json()).toMatchObject({ error: 'token_revoked' });
+    const staleMe = await app.inject({ method: 'GET', url: '/auth/me', headers: { authorization: `Bearer ${telegramTokens.accessToken}` } });
+    expect(staleMe.json()).toMatchObject({ error: 'token_revoked' });
 
     // Signing in through the bot now gives the SMS user.
     const intent = await createIntent();

@@ -144,6 +144,8 @@ export function createTokenService(deps: TokenDeps) {
       if (!session || session.revokedAt) throw new AppError('token_revoked', 'This session has been signed out.');
       if (current.expiresAt.getTime() <= clock.now().getTime()) throw new AppError('token_expired', 'The refresh token has expired.');
       const user = await identities.findById(current.userId);
+      // A user retired by a merge takes its sessions with it.
+      if (!user) throw new AppError('token_revoked', 'This session has been signed out.');
       assertActiveUser(user);
 
       let next: string;
@@ -189,7 +191,7 @@ export function createTokenService(deps: TokenDeps) {
         sessions.findById(claims.sid).lean<Session>(),
         identities.findById(claims.sub),
       ]);
-      if (!session || session.revokedAt) throw new AppError('token_revoked', 'This session has been signed out.');
+      if (!session || session.revokedAt || !user) throw new AppError('token_revoked', 'This session has been signed out.');
       assertActiveUser(user);
       return publicUser(user);
     },
