@@ -180,13 +180,16 @@ describe('closing', () => {
   it('waits for requests in flight to finish their work', async () => {
     const closing = await buildTestApp();
     const slowSend = closing.sms.send.bind(closing.sms);
+    let sendStarted!: () => void;
+    const sending = new Promise<void>((resolve) => (sendStarted = resolve));
     closing.sms.send = async (message) => {
+      sendStarted();
       await new Promise((resolve) => setTimeout(resolve, 300));
       await slowSend(message);
     };
     const phone = uniquePhone();
     const inFlight = closing.app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone } });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await sending;
     await closing.app.close();
     // By the time close() returns, the handler has stored, sent and activated the code.
     const stored = await closing.database.connection.collection('challenges').findOne({ phone });

@@ -290,14 +290,19 @@ describe('only the newest code works', () => {
     const deliver = sms.send.bind(sms);
     let releaseFirst!: () => void;
     const firstHeld = new Promise<void>((resolve) => (releaseFirst = resolve));
+    let firstStarted!: () => void;
+    const firstSending = new Promise<void>((resolve) => (firstStarted = resolve));
     let calls = 0;
     sms.send = async (message) => {
       calls += 1;
-      if (calls === 1) await firstHeld;
+      if (calls === 1) {
+        firstStarted();
+        await firstHeld;
+      }
       await deliver(message);
     };
     const slow = post('/auth/otp/request', { phone });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await firstSending;
     clock.advance(31);
     const fresh = await post('/auth/otp/request', { phone });
     expect(fresh.statusCode).toBe(200);
