@@ -63,11 +63,9 @@ export function createLoginIntentService(deps: LoginIntentDeps) {
     expiresAt: intent.expiresAt,
   });
 
-  async function findPending(intentId: string): Promise<LoginIntent> {
-    const intent = await intents.findById(intentId).lean<LoginIntent>();
+  function assertPending(intent: LoginIntent | null): asserts intent is LoginIntent {
     if (!intent || intent.status !== 'pending') throw new AppError('not_found', 'This sign-in request is unknown or already finished.');
     if (isExpired(intent)) throw new AppError('expired', 'This sign-in request has expired.');
-    return intent;
   }
 
   async function assertClaimedBy(intentId: string, claimant: Claimant): Promise<void> {
@@ -78,7 +76,7 @@ export function createLoginIntentService(deps: LoginIntentDeps) {
   }
 
   async function decide(intentId: string, claimant: Claimant, decision: 'approved' | 'rejected', user?: User) {
-    await findPending(intentId);
+    assertPending(await intents.findById(intentId).lean<LoginIntent>());
     await assertClaimedBy(intentId, claimant);
     if (!(await reservations.reserve(`intent:${intentId}:decision`, keepReservations, { decision }))) {
       throw new AppError('not_found', 'This sign-in request was already answered.');
@@ -169,9 +167,9 @@ export function createLoginIntentService(deps: LoginIntentDeps) {
      */
     async claim(by: { code: string } | { startToken: string }, claimant: Claimant): Promise<IntentSummary> {
       const filter = 'code' in by ? { codeHash: sha256(normalizeIntentCode(by.code)) } : { startTokenHash: sha256(by.startToken) };
-      const found = await intents.findOne(filter, { _id: 1 }).lean<Pick<LoginIntent, '_id'>>();
-      if (!found) throw new AppError('not_found', 'That sign-in code is unknown or already used.');
-      const intent = await findPending(found._id);
+      const intent = await intents.findOne(filter).lean<LoginIntent>();
+      if (!intent) throw new AppError('not_found', 'That sign-in code is unknown or already used.');
+      assertPending(intent);
       const mine = { channel: claimant.channel, subject: claimant.subject };
       if (!(await reservations.reserve(`intent:${intent._id}:claim`, keepReservations, mine))) {
         await assertClaimedBy(intent._id, claimant).catch(() => {

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
-import type { Model, Types } from 'mongoose';
+import { Types, type Model } from 'mongoose';
 import type { Channel } from '../../models/channels.js';
 import type { RefreshToken } from '../../models/refresh-token.js';
 import type { Session } from '../../models/session.js';
@@ -96,6 +96,12 @@ export function createTokenService(deps: TokenDeps) {
     };
   }
 
+  // A session stays stored as long as its newest refresh token may be used; TTL cleanup (where the engine has it) must
+  // not end it sooner.
+  const sessionCleanupAt = (now: Date): Date => new Date(now.getTime() + (settings.refreshTtlSeconds + 86_400) * 1000);
+
+  const signedOut = () => new AppError('token_revoked', 'This session has been signed out.');
+
   async function revokeSession(sessionId: Types.ObjectId, reason: 'logout' | 'token_reused') {
     await sessions.updateOne({ _id: sessionId, revokedAt: { $exists: false } }, { $set: { revokedAt: clock.now(), revokedReason: reason } });
   }
@@ -122,14 +128,8 @@ export function createTokenService(deps: TokenDeps) {
     async issueForLogin(user: User, channel: Channel, context: RequestContext) {
       assertActiveUser(user);
       const now = clock.now();
-      const session = { _id: undefined as unknown as Types.ObjectId, userId: user._id, channel };
-      const inserted = await sessions.collection.insertOne({
-        userId: user._id,
-        channel,
-        createdAt: now,
-        cleanupAt: new Date(now.getTime() + (settings.refreshTtlSeconds + 86_400) * 1000),
-      });
-      session._id = inserted.insertedId;
+      const session = { _id: new Types.ObjectId(), userId: user._id, channel };
+      await sessions.collection.insertOne({ ...session, createdAt: now, cleanupAt: sessionCleanupAt(now) });
       const refreshToken = await mintRefreshToken(session);
       await identities.recordLogin(user._id, channel);
       await audit.record({ type: 'tokens.issued', channel, userId: user._id, ip: context.ip, detail: { sessionId: session._id.toString() } });
@@ -141,11 +141,11 @@ export function createTokenService(deps: TokenDeps) {
       const current = await refreshTokens.findOne({ tokenHash: sha256(presented) }).lean<RefreshToken>();
       if (!current) throw new AppError('invalid_token', 'The refresh token is not valid.');
       const session = await sessions.findById(current.sessionId).lean<Session>();
-      if (!session || session.revokedAt) throw new AppError('token_revoked', 'This session has been signed out.');
+      if (!session || session.revokedAt) throw signedOut();
       if (current.expiresAt.getTime() <= clock.now().getTime()) throw new AppError('token_expired', 'The refresh token has expired.');
       const user = await identities.findById(current.userId);
       // A user retired by a merge takes its sessions with it.
-      if (!user) throw new AppError('token_revoked', 'This session has been signed out.');
+      if (!user) throw signedOut();
       assertActiveUser(user);
 
       let next: string;
@@ -157,31 +157,25 @@ export function createTokenService(deps: TokenDeps) {
         await audit.record({ type: 'tokens.reuse_detected', channel: session.channel, userId: session.userId, ip: context.ip, detail: { sessionId: session._id.toString() } });
         throw new AppError('token_reused', 'This refresh token was already used; the session has been signed out.');
       }
-      // The session lives as long as its newest refresh token; TTL cleanup (where the engine has it) must not end it sooner.
       const now = clock.now();
-      await sessions.updateOne(
-        { _id: session._id },
-        { $set: { lastRefreshedAt: now, cleanupAt: new Date(now.getTime() + (settings.refreshTtlSeconds + 86_400) * 1000) } },
-      );
+      await sessions.updateOne({ _id: session._id }, { $set: { lastRefreshedAt: now, cleanupAt: sessionCleanupAt(now) } });
       await audit.record({ type: 'tokens.refreshed', channel: session.channel, userId: user._id, ip: context.ip });
       return tokenResponse(user, session, next);
     },
 
     async logout(by: { refreshToken: string } | { accessToken: string }, context: RequestContext) {
-      let sessionId: Types.ObjectId;
+      let sessionId: Types.ObjectId | string;
       if ('refreshToken' in by) {
         const current = await refreshTokens.findOne({ tokenHash: sha256(by.refreshToken) }).lean<RefreshToken>();
         if (!current) throw new AppError('invalid_token', 'The refresh token is not valid.');
         sessionId = current.sessionId;
       } else {
-        const claims = await verifyAccessToken(by.accessToken);
-        const session = await sessions.findById(claims.sid).lean<Session>();
-        if (!session) throw new AppError('invalid_token', 'The access token names no session.');
-        sessionId = session._id;
+        sessionId = (await verifyAccessToken(by.accessToken)).sid;
       }
-      await revokeSession(sessionId, 'logout');
       const session = await sessions.findById(sessionId).lean<Session>();
-      await audit.record({ type: 'session.logout', channel: session?.channel, userId: session?.userId, ip: context.ip });
+      if (!session) throw new AppError('invalid_token', 'The token names no session.');
+      await revokeSession(session._id, 'logout');
+      await audit.record({ type: 'session.logout', channel: session.channel, userId: session.userId, ip: context.ip });
     },
 
     /** The signed-in user behind an access token, refused once its session has been signed out. */
@@ -191,7 +185,7 @@ export function createTokenService(deps: TokenDeps) {
         sessions.findById(claims.sid).lean<Session>(),
         identities.findById(claims.sub),
       ]);
-      if (!session || session.revokedAt || !user) throw new AppError('token_revoked', 'This session has been signed out.');
+      if (!session || session.revokedAt || !user) throw signedOut();
       assertActiveUser(user);
       return publicUser(user);
     },
