@@ -71,6 +71,12 @@ export function createChatVoice(texts: ChatTexts, serviceName: string) {
           return say('somethingWentWrong');
       }
     },
+    /** What to tell someone whose request for a code was refused, for the refusals a person can act on. */
+    otpRefusal(code: string, retryAfter: unknown): string | undefined {
+      if (code === 'rate_limited') return say('otpRateLimited', { seconds: Number(retryAfter ?? 30) });
+      if (code === 'country_not_allowed') return say('otpCountryNotAllowed');
+      return undefined;
+    },
     /** What the person is asked to confirm: which browser asked to sign in, from where and when. */
     confirmPrompt(request: { userAgent: string | null; ip: string | null; createdAt: Date }): string {
       return say('confirmPrompt', {

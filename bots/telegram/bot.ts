@@ -53,7 +53,7 @@ export function createTelegramBot(deps: TelegramBotDeps): Telegraf {
   const bot = new Telegraf(settings.token, { telegram: { apiRoot: settings.apiRoot, webhookReply: false }, handlerTimeout: 60_000 });
   bot.botInfo = botInfoFor(settings.token, settings.username);
 
-  const { say, refusal, confirmPrompt } = createChatVoice(texts, settings.serviceName);
+  const { say, refusal, otpRefusal, confirmPrompt } = createChatVoice(texts, settings.serviceName);
   const shareContactKeyboard = () => Markup.keyboard([Markup.button.contactRequest(texts.sharePhoneButton)]).oneTime().resize();
 
   // A reply that only reports what already happened on our side: if Telegram refuses it, log it and move on.
@@ -191,12 +191,7 @@ export function createTelegramBot(deps: TelegramBotDeps): Telegraf {
       await services.otp.requestCode({ phone, channel: 'telegram', via: inChat });
     } catch (error) {
       if (!(error instanceof AppError)) throw error;
-      const text =
-        error.code === 'rate_limited'
-          ? say('otpRateLimited', { seconds: Number(error.details.retryAfter ?? 30) })
-          : error.code === 'country_not_allowed'
-            ? say('otpCountryNotAllowed')
-            : say('somethingWentWrong');
+      const text = otpRefusal(error.code, error.details.retryAfter) ?? say('somethingWentWrong');
       await notify(() => ctx.reply(text));
     }
   });

@@ -29,14 +29,7 @@ export const telegramWebhook: FastifyPluginAsync<TelegramWebhookOptions> = async
       request.log.warn('telegram update without an update_id; ignored');
       return reply.send({ received: 0 });
     }
-    let fresh: string[];
-    try {
-      fresh = await options.inbox.accept('telegram', [{ id: String(update.data.update_id), payload: { update: update.data } }]);
-    } catch (error) {
-      request.log.error({ err: error }, 'could not store a Telegram update');
-      throw new AppError('service_unavailable', 'The update could not be stored; deliver it again later.');
-    }
-    void options.inbox.process(fresh);
+    await options.inbox.receive('telegram', [{ id: String(update.data.update_id), payload: { update: update.data } }]);
     return reply.send({ received: 1 });
   });
 };

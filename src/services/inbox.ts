@@ -2,6 +2,7 @@ import type { Model } from 'mongoose';
 import type { Channel } from '../../models/channels.js';
 import type { InboundMessage } from '../../models/inbound-message.js';
 import type { Clock } from '../clock.js';
+import { AppError } from '../errors.js';
 import { scrubExternalText } from '../logger.js';
 import { isDuplicateKey, type Reservations } from './reservations.js';
 
@@ -127,6 +128,21 @@ export function createInbox(deps: InboxDeps) {
         }
       }
       return fresh;
+    },
+
+    /**
+     * The webhooks' contract: store first, then acknowledge. Stores the messages and starts handling the new ones in
+     * the background; a message that cannot be stored is refused (503), so its sender delivers it again.
+     */
+    async receive(channel: Channel, entries: { id: string; payload: Record<string, unknown> }[]): Promise<void> {
+      let fresh: string[];
+      try {
+        fresh = await this.accept(channel, entries);
+      } catch (error) {
+        log.error({ err: error, channel }, 'could not store inbound messages');
+        throw new AppError('service_unavailable', 'The messages could not be stored; deliver them again later.');
+      }
+      void this.process(fresh);
     },
 
     /** Handles stored messages in the background, one after another (in arrival order). */

@@ -33,7 +33,7 @@ const DECISION = /^(confirm|cancel):([A-Za-z0-9_-]{1,64})$/;
 /** Turns one stored WhatsApp message into service calls and a reply. */
 export function createWhatsAppConversation(deps: WhatsAppConversationDeps) {
   const { services, client, texts, clock, log, settings } = deps;
-  const { say, refusal, confirmPrompt } = createChatVoice(texts, settings.serviceName);
+  const { say, refusal, otpRefusal, confirmPrompt } = createChatVoice(texts, settings.serviceName);
 
   // A reply that only reports what already happened on our side: if it fails, log it and move on.
   async function notify(to: WhatsAppAddress, body: string): Promise<void> {
@@ -114,8 +114,8 @@ export function createWhatsAppConversation(deps: WhatsAppConversationDeps) {
     } catch (error) {
       // A code that could not be sent is this message's effect missing: let the inbox try again.
       if (!(error instanceof AppError) || error.code === 'delivery_failed') throw error;
-      if (error.code === 'rate_limited') await notify(sender.address, say('otpRateLimited', { seconds: Number(error.details.retryAfter ?? 30) }));
-      else if (error.code === 'country_not_allowed') await notify(sender.address, say('otpCountryNotAllowed'));
+      const text = otpRefusal(error.code, error.details.retryAfter);
+      if (text) await notify(sender.address, text);
       return { status: 'handled', outcome: `otp_refused:${error.code}` };
     }
   }

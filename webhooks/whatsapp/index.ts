@@ -80,15 +80,7 @@ export const whatsappWebhook: FastifyPluginAsync<WhatsAppWebhookOptions> = async
       }
     }
 
-    let fresh: string[];
-    try {
-      fresh = await options.inbox.accept('whatsapp', entries);
-    } catch (error) {
-      // Not stored, so not acknowledged: Meta will deliver it again.
-      request.log.error({ err: error }, 'could not store WhatsApp messages');
-      throw new AppError('service_unavailable', 'The messages could not be stored; deliver them again later.');
-    }
-    void options.inbox.process(fresh);
+    await options.inbox.receive('whatsapp', entries);
     return reply.send({ received: entries.length });
   });
 };
