@@ -52,7 +52,8 @@ export function exposeMetrics(app: FastifyInstance, metrics: Metrics, config: Pi
   const port = config.METRICS_PORT;
   if (port) {
     let side: FastifyInstance | undefined;
-    app.addHook('onListen', async () => {
+    // Up when the app is ready (listen makes it ready), so a port that is taken fails the start, loudly.
+    app.addHook('onReady', async () => {
       side = Fastify({ logger: false });
       side.get('/metrics', async (_request, reply) => reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics()));
       await side.listen({ host: '127.0.0.1', port });
