@@ -157,7 +157,8 @@ describe('the docs page under its CSP', () => {
 
   it('renders in Chromium without a single CSP violation', async () => {
     const app = await docsApp;
-    const address = app.addresses().find((entry) => entry.family === 'IPv4')!;
+    const address = app.server.address();
+    if (!address || typeof address === 'string') throw new Error('the docs app is not listening');
     const browser = await chromium.launch({
       executablePath: '/usr/bin/chromium',
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
