@@ -16,6 +16,11 @@ import { AppError } from './errors.js';
 import { errorHandler, sendError } from './http/error-handler.js';
 import { waitForHandlersOnClose } from './http/in-flight.js';
 import { loggerOptions } from './logger.js';
+import { registerBrowserProtections } from './observability/browser.js';
+import { logDestination, logRequestCompletions } from './observability/logging.js';
+import { exposeMetrics, instrumentRequests } from './observability/metrics-endpoint.js';
+import { createMetrics, type Metrics } from './observability/metrics.js';
+import { REQUEST_ID_HEADER, requestIdFor } from './observability/request-id.js';
 import { loginIntentRoutes } from './routes/login-intents.js';
 import { metaRoutes } from './routes/meta.js';
 import { otpRoutes } from './routes/otp.js';
@@ -40,6 +45,7 @@ export interface AppDeps {
 declare module 'fastify' {
   interface FastifyInstance {
     services: Services;
+    metrics: Metrics;
   }
 }
 
@@ -57,7 +63,7 @@ const offMessages: Partial<Record<Channel, string>> = {
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config, database, keys } = deps;
   const clock = deps.clock ?? systemClock;
-  const logger = pino(loggerOptions(config), deps.logStream ?? process.stdout);
+  const logger = pino(loggerOptions(config), deps.logStream ?? logDestination(config));
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     trustProxy: trustProxySetting(config.TRUST_PROXY),
@@ -65,7 +71,23 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Prototype-poisoning payloads are refused, not cleaned.
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
+    // Ids: the caller's X-Request-Id when safe, else a random one; in every log line as requestId.
+    genReqId: requestIdFor,
+    requestIdHeader: false,
+    requestIdLogLabel: 'requestId',
+    // One line per request instead of Fastify's two (src/observability/logging.ts).
+    disableRequestLogging: true,
   });
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header(REQUEST_ID_HEADER, request.id);
+  });
+  logRequestCompletions(app);
+  const metrics = createMetrics();
+  app.decorate('metrics', metrics);
+  // Requests the per-IP limiter refused, so a rate_limited error is counted under the right kind.
+  const ipLimited = new WeakSet<object>();
+  instrumentRequests(app, metrics, ipLimited);
+  await registerBrowserProtections(app, config);
 
   const senders: Partial<Record<Channel, CodeSender>> = {
     sms: deps.smsSender ?? createSmsSender(config, { twilioHttpClient: deps.twilioHttpClient }),
@@ -79,6 +101,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   const services = createServices({ config, database, keys, pepper: deps.pepper, clock, senders, linkBuilders, log: app.log });
   app.decorate('services', services);
+  services.audit.subscribe((entry) => metrics.observeAudit(entry));
+  services.inbox.subscribe((event) => metrics.observeInbox(event));
   waitForHandlersOnClose(app);
   const texts = chatTexts(config);
 
@@ -90,6 +114,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     global: true,
     max: config.RATE_LIMIT_MAX,
     timeWindow: windowMs,
+    onExceeded: (request) => {
+      ipLimited.add(request);
+      metrics.countRateLimited('ip');
+    },
     errorResponseBuilder: (_request, context) =>
       new AppError('rate_limited', `Too many requests. Try again in ${Math.ceil(context.ttl / 1000)} seconds.`, {
         retryAfter: Math.max(1, Math.ceil(context.ttl / 1000)),
@@ -101,6 +129,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   );
 
   const strictLimit = { max: config.OTP_RATE_LIMIT_MAX, timeWindow: windowMs };
+  exposeMetrics(app, metrics, config);
   await app.register(metaRoutes, { keys, connection: database.connection });
   await app.register(otpRoutes, { services, rateLimit: strictLimit });
   await app.register(tokenRoutes, { services });

@@ -34,6 +34,18 @@ const trustProxy = z.string().transform((value): boolean | number | string[] => 
   return value.split(',').map((item) => item.trim());
 });
 
+// Exact origins (scheme://host[:port], nothing after), or "*" for any origin (refused in production).
+const isOrigin = (value: string) => {
+  try {
+    return new URL(value).origin === value;
+  } catch {
+    return false;
+  }
+};
+const corsOrigins = csv.pipe(
+  z.array(z.string().refine((value) => value === '*' || isOrigin(value), { message: 'must be exact origins such as https://app.example.com (no path, no trailing slash), or *' })),
+);
+
 export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
   HOST: z.string().default('0.0.0.0'),
@@ -50,6 +62,11 @@ export const configSchema = z.object({
   RATE_LIMIT_MAX: int(1, 1_000_000).default(300),
   RATE_LIMIT_WINDOW_SECONDS: int(1, 86_400).default(60),
   OTP_RATE_LIMIT_MAX: int(1, 1_000_000).default(20),
+  // Web pages on these origins may call the API from a browser; empty: none.
+  CORS_ORIGINS: corsOrigins.default([]),
+  // /metrics: on the main port behind this bearer token, and/or on a loopback-only port. Neither: no /metrics.
+  METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  METRICS_PORT: int(1, 65535).optional(),
 
   DEFAULT_COUNTRY: z
     .string()
@@ -179,6 +196,7 @@ function productionProblems(config: Config, given: Record<string, string | undef
   if (!config.SMS_PROVIDER) problems.push('SMS_PROVIDER: required in production (twilio or http)');
   if (config.SMS_PROVIDER === 'console') problems.push('SMS_PROVIDER: "console" prints codes to the log and is refused in production');
   if (config.OTP_TEST_NUMBERS) problems.push('OTP_TEST_NUMBERS: fixed codes are refused in production');
+  if (config.CORS_ORIGINS.includes('*')) problems.push('CORS_ORIGINS: "*" (any origin) is refused in production; list the exact origins');
   return problems;
 }
 

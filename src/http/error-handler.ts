@@ -44,5 +44,6 @@ export function errorHandler(error: FastifyError | Error, request: FastifyReques
     return reply.code(status).send({ error: code, message: error.message || 'The request was not accepted.' });
   }
   request.log.error({ err: error }, 'request failed');
-  return reply.code(500).send({ error: 'internal_error', message: 'Something went wrong on our side. Try again later.' });
+  // The request id lets support find the logged error.
+  return reply.code(500).send({ error: 'internal_error', message: 'Something went wrong on our side. Try again later.', requestId: request.id });
 }

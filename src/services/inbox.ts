@@ -11,6 +11,13 @@ export type HandlingOutcome = { status: 'handled' | 'ignored'; outcome: string }
 
 export type MessageHandler = (payload: Record<string, unknown>, context: { id: string; receivedAt: Date }) => Promise<HandlingOutcome>;
 
+/** What happened to an inbound message, for counting: stored, a redelivery, or the end of one handling attempt. */
+export interface InboxEvent {
+  channel: string;
+  outcome: 'received' | 'duplicate' | 'handled' | 'ignored' | 'failed' | 'gave_up';
+  attempt?: number;
+}
+
 export interface InboxSettings {
   /** Failed handling is retried after these delays (seconds), then given up on. */
   retryDelaysSeconds: readonly number[];
@@ -40,6 +47,16 @@ export function createInbox(deps: InboxDeps) {
   const settings = { ...defaults, ...deps.settings };
   const handlers = new Map<Channel, MessageHandler>();
   const running = new Set<Promise<void>>();
+  const listeners: ((event: InboxEvent) => void)[] = [];
+  const emit = (event: InboxEvent) => {
+    for (const listener of listeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        log.error({ err: error }, 'inbox listener failed');
+      }
+    }
+  };
   let sweeper: NodeJS.Timeout | undefined;
   let stopped = false;
 
@@ -50,6 +67,7 @@ export function createInbox(deps: InboxDeps) {
     if (attempt === undefined) return;
     if (attempt > settings.retryDelaysSeconds.length + 1) {
       await giveUp(id, attempt - 1, 'too many attempts (the last ones did not finish)');
+      emit({ channel: record.channel, outcome: 'gave_up' });
       return;
     }
     const handler = handlers.get(record.channel as Channel);
@@ -57,10 +75,12 @@ export function createInbox(deps: InboxDeps) {
     try {
       const result = await handler(record.payload as Record<string, unknown>, { id, receivedAt: record.receivedAt });
       await messages.updateOne({ _id: id }, { $set: { status: result.status, outcome: result.outcome, attempts: attempt, handledAt: clock.now() } });
+      emit({ channel: record.channel, outcome: result.status, attempt });
     } catch (error) {
       const delay = settings.retryDelaysSeconds[attempt - 1];
       const reason = scrubExternalText(error instanceof Error ? error.message : String(error));
       log.error({ err: error, messageId: id, attempt, willRetry: delay !== undefined }, 'inbound message handling failed');
+      emit({ channel: record.channel, outcome: delay === undefined ? 'gave_up' : 'failed', attempt });
       if (delay === undefined) {
         await giveUp(id, attempt, reason);
         return;
@@ -101,6 +121,11 @@ export function createInbox(deps: InboxDeps) {
   }
 
   return {
+    /** Sees what happens to messages (metrics count it); a listener that throws is logged and ignored. */
+    subscribe(listener: (event: InboxEvent) => void) {
+      listeners.push(listener);
+    },
+
     registerHandler(channel: Channel, handler: MessageHandler) {
       handlers.set(channel, handler);
     },
@@ -123,8 +148,10 @@ export function createInbox(deps: InboxDeps) {
             cleanupAt: new Date(now.getTime() + settings.keepDays * 86_400_000),
           });
           fresh.push(id);
+          emit({ channel, outcome: 'received' });
         } catch (error) {
           if (!isDuplicateKey(error)) throw error;
+          emit({ channel, outcome: 'duplicate' });
         }
       }
       return fresh;
