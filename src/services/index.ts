@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import type { Channel } from '../../models/channels.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
@@ -42,6 +43,8 @@ export function createServices(deps: ServiceDeps) {
       audience: config.JWT_AUDIENCE,
       accessTtlSeconds: config.ACCESS_TOKEN_TTL_SECONDS,
       refreshTtlSeconds: config.REFRESH_TOKEN_TTL_SECONDS,
+      reuseGraceSeconds: config.REFRESH_REUSE_GRACE_SECONDS,
+      successorKey: createHmac('sha256', deps.pepper).update('chatgate refresh-token successor').digest(),
     },
   });
   const otp = createOtpService({
