@@ -1,5 +1,4 @@
 import rateLimit from '@fastify/rate-limit';
-import { ipLimitKey } from './client-ip.js';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import pino, { type DestinationStream } from 'pino';
 import type { Channel } from '../models/channels.js';
@@ -91,7 +90,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     global: true,
     max: config.RATE_LIMIT_MAX,
     timeWindow: windowMs,
-    keyGenerator: (request) => ipLimitKey(request.ip),
     errorResponseBuilder: (_request, context) =>
       new AppError('rate_limited', `Too many requests. Try again in ${Math.ceil(context.ttl / 1000)} seconds.`, {
         retryAfter: Math.max(1, Math.ceil(context.ttl / 1000)),
