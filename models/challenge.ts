@@ -1,10 +1,12 @@
-import { Schema, type InferSchemaType, type Types } from 'mongoose';
+import { Schema, type InferSchemaType } from 'mongoose';
 import { channels } from './channels.js';
 
 // A one-time code sent to a phone. The code itself is never stored: only an HMAC under the server pepper.
 // `sendSeq` numbers the sends to one phone; its unique index lets exactly one of two concurrent requests send.
 export const challengeSchema = new Schema(
   {
+    // 128 random bits (base64url): whoever holds it has its own attempt budget, so it must not be guessable.
+    _id: { type: String, required: true },
     phone: { type: String, required: true },
     channel: { type: String, enum: channels, required: true },
     codeHash: { type: Buffer, required: true },
@@ -12,8 +14,10 @@ export const challengeSchema = new Schema(
     // pending: being delivered; active: delivered, usable while it is the phone's newest delivered code;
     // failed: delivery failed; consumed: used.
     status: { type: String, enum: ['pending', 'active', 'failed', 'consumed'], required: true },
-    // A hint for where to start reserving attempt slots; the reservations are the truth.
-    attempts: { type: Number, default: 0 },
+    // Requests are counted per phone and per (phone, requesting IP); this is the IP's limit key (an IPv6 /64).
+    ipKey: { type: String },
+    // Set when nothing was sent (a blocked user, a channel that cannot reach the phone): answered like any send.
+    skipped: { type: String, enum: ['blocked_user', 'unreachable'] },
     testNumber: { type: Boolean, default: false },
     expiresAt: { type: Date, required: true },
     ip: { type: String },
@@ -26,4 +30,4 @@ export const challengeSchema = new Schema(
 challengeSchema.index({ phone: 1, sendSeq: 1 }, { unique: true });
 challengeSchema.index({ cleanupAt: 1 }, { expireAfterSeconds: 0 });
 
-export type Challenge = InferSchemaType<typeof challengeSchema> & { _id: Types.ObjectId };
+export type Challenge = InferSchemaType<typeof challengeSchema> & { _id: string };

@@ -76,10 +76,25 @@ export const configSchema = z.object({
   OTP_TTL_SECONDS: int(30, 3600).default(300),
   OTP_MAX_ATTEMPTS: int(1, 20).default(5),
   OTP_RESEND_SECONDS: int(0, 3600).default(30),
+  // Per phone and requesting IP (an IPv6 client by its /64); all IPs together get OTP_MAX_SENDS_PER_PHONE_PER_HOUR.
   OTP_MAX_SENDS_PER_HOUR: int(1, 1000).default(5),
+  OTP_MAX_SENDS_PER_PHONE_PER_HOUR: int(1, 1000).default(10),
+  // Wrong checks per phone per day (UTC) before new codes are refused; a right code starts again from nothing.
+  OTP_MAX_FAILURES_PER_DAY: int(1, 100).default(15),
+  // Paid sends (SMS, WhatsApp templates): the defence against SMS pumping.
+  OTP_BUDGET_GLOBAL_PER_HOUR: int(1, 1_000_000).default(1000),
+  OTP_BUDGET_GLOBAL_PER_DAY: int(1, 10_000_000).default(10_000),
+  OTP_BUDGET_COUNTRY_PER_HOUR: int(1, 1_000_000).default(300),
+  OTP_BUDGET_IP_PER_DAY: int(1, 100_000).default(20),
   OTP_PEPPER: z.string().min(32, 'must be at least 32 characters').optional(),
+  // `*` alone: every country, chosen knowingly (production refuses an unset list).
   OTP_ALLOWED_COUNTRIES: csv
-    .pipe(z.array(z.string().regex(/^[A-Z]{2}$/, 'must be ISO 3166-1 alpha-2 codes such as IN,GB')))
+    .pipe(
+      z.union([
+        z.tuple([z.literal('*')]),
+        z.array(z.string().regex(/^[A-Z]{2}$/, 'must be ISO 3166-1 alpha-2 codes such as IN,GB, or * alone for every country')),
+      ]),
+    )
     .optional(),
   OTP_TEST_NUMBERS: testNumbers.optional(),
   OTP_MESSAGE: z.string().includes('{code}', { message: 'must contain {code}' }).default(
@@ -101,6 +116,8 @@ export const configSchema = z.object({
   JWT_AUDIENCE: z.string().min(1).default('chatgate'),
   ACCESS_TOKEN_TTL_SECONDS: int(60, 86_400).default(900),
   REFRESH_TOKEN_TTL_SECONDS: int(300, 365 * 86_400).default(30 * 86_400),
+  // A replay of a just-rotated refresh token within this many seconds gets the same successor (0: off).
+  REFRESH_REUSE_GRACE_SECONDS: int(0, 300).default(10),
 
   INTENT_TTL_SECONDS: int(30, 3600).default(300),
   INTENT_REQUIRE_CONFIRM: bool.default(true),
@@ -176,7 +193,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.') || 'environment'}: ${issue.message}`));
   }
   const config = parsed.data;
-  const problems = [...productionProblems(config, present), ...providerProblems(config)];
+  const problems = [...productionProblems(config, present), ...providerProblems(config), ...guessingProblems(config)];
   if (problems.length > 0) throw new ConfigError(problems);
   return { ...config, SMS_PROVIDER: config.SMS_PROVIDER ?? (config.NODE_ENV === 'production' ? undefined : 'console') };
 }
@@ -197,6 +214,9 @@ function productionProblems(config: Config, given: Record<string, string | undef
   if (config.SMS_PROVIDER === 'console') problems.push('SMS_PROVIDER: "console" prints codes to the log and is refused in production');
   if (config.OTP_TEST_NUMBERS) problems.push('OTP_TEST_NUMBERS: fixed codes are refused in production');
   if (config.CORS_ORIGINS.includes('*')) problems.push('CORS_ORIGINS: "*" (any origin) is refused in production; list the exact origins');
+  if (!config.OTP_ALLOWED_COUNTRIES) {
+    problems.push('OTP_ALLOWED_COUNTRIES: required in production (e.g. IN,GB; or * to accept every country knowingly)');
+  }
   return problems;
 }
 
@@ -229,4 +249,18 @@ function providerProblems(config: Config): string[] {
     if (!config.SMS_HTTP_SECRET) problems.push('SMS_HTTP_SECRET: required with SMS_PROVIDER=http');
   }
   return problems;
+}
+
+/** The most wrong codes one phone can be tried with in a day: two attempt budgets per code, bounded by the daily failures. */
+export const dailyGuessBudget = (config: Config): number =>
+  Math.min(config.OTP_MAX_FAILURES_PER_DAY, 2 * config.OTP_MAX_ATTEMPTS * config.OTP_MAX_SENDS_PER_PHONE_PER_HOUR * 24);
+
+// An attacker who targets one phone may have at most a 1-in-10,000 chance a day of guessing its code.
+function guessingProblems(config: Config): string[] {
+  const guesses = dailyGuessBudget(config);
+  if (guesses * 10_000 <= 10 ** config.OTP_LENGTH) return [];
+  return [
+    `OTP_MAX_FAILURES_PER_DAY: ${guesses} guesses a day at ${config.OTP_LENGTH}-digit codes give more than a 1-in-10,000 chance a day; ` +
+      `allow at most ${Math.floor(10 ** config.OTP_LENGTH / 10_000)} or use longer codes (OTP_LENGTH)`,
+  ];
 }

@@ -79,10 +79,16 @@ describe('production', () => {
     SMS_HTTP_URL: 'https://sms.example/send',
     SMS_HTTP_SECRET: 's'.repeat(32),
     JWT_ISSUER: 'https://auth.example.com',
+    OTP_ALLOWED_COUNTRIES: 'IN,GB',
   };
 
   it('starts with explicit secrets, database and provider', () => {
     expect(problemsOf(safe)).toEqual([]);
+  });
+
+  it('sends to every country only when OTP_ALLOWED_COUNTRIES is explicitly *', () => {
+    expect(problemsOf({ ...safe, OTP_ALLOWED_COUNTRIES: '*' })).toEqual([]);
+    expect(problemsOf({ ...safe, OTP_ALLOWED_COUNTRIES: 'IN,*' }).some((problem) => problem.startsWith('OTP_ALLOWED_COUNTRIES'))).toBe(true);
   });
 
   it.each([
@@ -93,6 +99,7 @@ describe('production', () => {
     ['SMS_PROVIDER', { SMS_PROVIDER: '' }],
     ['OTP_TEST_NUMBERS', { OTP_TEST_NUMBERS: '+15550000001:123456' }],
     ['JWT_ISSUER', { JWT_ISSUER: '' }],
+    ['OTP_ALLOWED_COUNTRIES', { OTP_ALLOWED_COUNTRIES: '' }],
     ['TELEGRAM_MODE', { TELEGRAM_BOT_TOKEN: '1:AAAAAAAAAAAAAAAAAAAAAAAA', TELEGRAM_BOT_USERNAME: 'x_bot_1', TELEGRAM_MODE: 'polling' }],
   ])('refuses the development default of %s', (variable, change) => {
     expect(problemsOf({ ...safe, ...change }).some((problem) => problem.startsWith(variable))).toBe(true);

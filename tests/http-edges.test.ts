@@ -155,6 +155,8 @@ describe('logs and the audit trail', () => {
     const verified = await app.inject({ method: 'POST', url: '/auth/otp/verify', payload: { challengeId, code }, remoteAddress: '203.0.113.99' });
     const tokens = verified.json() as { refreshToken: string; user: { id: string } };
     await app.inject({ method: 'POST', url: '/auth/token/refresh', payload: { refreshToken: tokens.refreshToken }, remoteAddress: '203.0.113.99' });
+    // A replay after REFRESH_REUSE_GRACE_SECONDS is reuse.
+    testApp.clock.advance(11);
     await app.inject({ method: 'POST', url: '/auth/token/refresh', payload: { refreshToken: tokens.refreshToken }, remoteAddress: '203.0.113.99' });
     const events = await testApp.database.connection
       .collection('audit_events')

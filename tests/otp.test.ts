@@ -237,8 +237,9 @@ describe('verifying a code', () => {
   it('refuses tokens to a blocked user with 403 user_blocked', async () => {
     const phone = uniquePhone();
     await app.services.identities.resolveByPhone(phone);
-    await database.connection.collection('users').updateOne({ phone }, { $set: { status: 'blocked' } });
+    // Blocked after the code was sent: a blocked user's phone is sent no code at all.
     const { code } = await requestCode(phone);
+    await database.connection.collection('users').updateOne({ phone }, { $set: { status: 'blocked' } });
     const response = await post('/auth/otp/verify', { phone, code });
     expect(response.statusCode).toBe(403);
     expect(response.json()).toMatchObject({ error: 'user_blocked' });

@@ -343,10 +343,29 @@ describe('codes requested on the web', () => {
     expect((await app.inject({ method: 'POST', url: '/auth/otp/verify', payload: { phone, code } })).statusCode).toBe(200);
   });
 
-  it('answer 422 channel_unavailable with channel telegram when no Telegram account has the phone', async () => {
-    const response = await app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone: newPhone(), channel: 'telegram' } });
-    expect(response.statusCode).toBe(422);
-    expect(response.json()).toMatchObject({ error: 'channel_unavailable' });
+  it('answer alike whether or not the phone has Telegram linked, sending nothing to an unlinked one', async () => {
+    const person = newPerson();
+    const linked = newPhone();
+    await linkOwnPhone(person, linked);
+    api.requests.length = 0;
+    const smsBefore = sms.sent.length;
+    const unlinked = await app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone: newPhone(), channel: 'telegram' } });
+    expect(botCalls(api)).toHaveLength(0);
+    expect(sms.sent.length).toBe(smsBefore);
+    const reachable = await app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone: linked, channel: 'telegram' } });
+    expect(unlinked.statusCode).toBe(200);
+    expect(reachable.statusCode).toBe(200);
+    const shape = (body: Record<string, unknown>) => ({ ...body, challengeId: typeof body.challengeId });
+    expect(shape(unlinked.json())).toEqual(shape(reachable.json()));
+    expect(unlinked.json()).toMatchObject({ channel: 'telegram' });
+  });
+
+  it('count telegram requests for an unlinked phone in the per-phone limits', async () => {
+    const phone = newPhone();
+    expect((await app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone, channel: 'telegram' } })).statusCode).toBe(200);
+    const again = await app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone, channel: 'telegram' } });
+    expect(again.statusCode).toBe(429);
+    expect(again.json()).toMatchObject({ error: 'rate_limited' });
   });
 
   it('pick telegram with channel auto when the phone is linked, and SMS otherwise', async () => {

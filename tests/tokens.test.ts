@@ -1,9 +1,12 @@
 import type { AddressInfo } from 'node:net';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
+import { Types } from 'mongoose';
+import { sha256 } from '../src/services/tokens.js';
 import { buildTestApp, signInBySms, uniquePhone, type TokenPair } from './helpers/app.js';
 
-const testApp = await buildTestApp({ JWT_ISSUER: 'https://auth.example.test', JWT_AUDIENCE: 'example-api' });
+// Without the reuse grace, so these tests pin strict reuse detection; the grace has its own tests below.
+const testApp = await buildTestApp({ JWT_ISSUER: 'https://auth.example.test', JWT_AUDIENCE: 'example-api', REFRESH_REUSE_GRACE_SECONDS: '0' });
 const { app, clock, database } = testApp;
 
 const refresh = (refreshToken: string) => app.inject({ method: 'POST', url: '/auth/token/refresh', payload: { refreshToken } });
@@ -182,5 +185,55 @@ describe.each(['RS256', 'EdDSA'] as const)('signing with %s', async (alg) => {
     expect(jwks.keys[0]!.alg).toBe(alg);
     const { createLocalJWKSet } = await import('jose');
     await expect(jwtVerify(tokens.accessToken, createLocalJWKSet(jwks as never), { currentDate: other.clock.now() })).resolves.toBeTruthy();
+  });
+});
+
+describe('the refresh reuse grace', async () => {
+  const graced = await buildTestApp();
+  const refreshGraced = (refreshToken: string) => graced.app.inject({ method: 'POST', url: '/auth/token/refresh', payload: { refreshToken } });
+  const successorsOf = async (refreshToken: string) => {
+    const parent = await graced.database.connection.collection('refresh_tokens').findOne({ tokenHash: sha256(refreshToken) });
+    return graced.database.connection.collection('refresh_tokens').countDocuments({ parentId: parent!._id });
+  };
+
+  it('gives 20 concurrent refreshes with one token the same successor and a fresh access token, rotating once', async () => {
+    const tokens = await signInBySms(graced);
+    const responses = await Promise.all(Array.from({ length: 20 }, () => refreshGraced(tokens.refreshToken)));
+    expect(responses.map((response) => response.statusCode)).toEqual(Array(20).fill(200));
+    const pairs = responses.map((response) => response.json() as TokenPair);
+    expect(new Set(pairs.map((pair) => pair.refreshToken)).size).toBe(1);
+    expect(pairs[0]!.refreshToken).not.toBe(tokens.refreshToken);
+    expect(await successorsOf(tokens.refreshToken)).toBe(1);
+    const session = await graced.database.connection.collection('sessions').findOne({ userId: new Types.ObjectId(tokens.user.id) });
+    expect(session!.revokedAt).toBeUndefined();
+    const [first] = pairs;
+    expect((await graced.app.inject({ method: 'GET', url: '/auth/me', headers: { authorization: `Bearer ${first!.accessToken}` } })).statusCode).toBe(200);
+    expect((await refreshGraced(first!.refreshToken)).statusCode).toBe(200);
+  });
+
+  it('answers a replay within REFRESH_REUSE_GRACE_SECONDS with the same successor', async () => {
+    const tokens = await signInBySms(graced);
+    const rotated = (await refreshGraced(tokens.refreshToken)).json() as TokenPair;
+    graced.clock.advance(10);
+    const replay = await refreshGraced(tokens.refreshToken);
+    expect(replay.statusCode).toBe(200);
+    expect((replay.json() as TokenPair).refreshToken).toBe(rotated.refreshToken);
+  });
+
+  it('revokes the family when the replay comes after the grace, even when many race', async () => {
+    const tokens = await signInBySms(graced);
+    const rotated = (await refreshGraced(tokens.refreshToken)).json() as TokenPair;
+    graced.clock.advance(11);
+    const replays = await Promise.all(Array.from({ length: 10 }, () => refreshGraced(tokens.refreshToken)));
+    expect(replays.map((response) => response.statusCode)).toEqual(Array(10).fill(401));
+    expect(replays.some((response) => (response.json() as { error: string }).error === 'token_reused')).toBe(true);
+    expect((await refreshGraced(rotated.refreshToken)).json()).toMatchObject({ error: 'token_revoked' });
+  });
+
+  it('never stores the successor in clear', async () => {
+    const tokens = await signInBySms(graced);
+    const rotated = (await refreshGraced(tokens.refreshToken)).json() as TokenPair;
+    const stored = await graced.database.connection.collection('refresh_tokens').find({}).toArray();
+    expect(JSON.stringify(stored)).not.toContain(rotated.refreshToken.slice(5));
   });
 });

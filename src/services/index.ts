@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import type { Channel } from '../../models/channels.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
@@ -8,7 +9,7 @@ import { createIdentityService } from './identities.js';
 import { createInbox } from './inbox.js';
 import { createLoginIntentService, type IntentLinkBuilder } from './login-intents.js';
 import { createOtpService } from './otp.js';
-import { createReservations } from './reservations.js';
+import { createReservations, createSlotCounter } from './reservations.js';
 import type { SigningKeys } from './signing-keys.js';
 import { createTokenService } from './tokens.js';
 
@@ -42,11 +43,14 @@ export function createServices(deps: ServiceDeps) {
       audience: config.JWT_AUDIENCE,
       accessTtlSeconds: config.ACCESS_TOKEN_TTL_SECONDS,
       refreshTtlSeconds: config.REFRESH_TOKEN_TTL_SECONDS,
+      reuseGraceSeconds: config.REFRESH_REUSE_GRACE_SECONDS,
+      successorKey: createHmac('sha256', deps.pepper).update('chatgate refresh-token successor').digest(),
     },
   });
   const otp = createOtpService({
     challenges: models.Challenge,
     reservations,
+    slots: createSlotCounter(models.Reservation, clock),
     identities,
     senders: deps.senders,
     audit,
@@ -58,9 +62,18 @@ export function createServices(deps: ServiceDeps) {
       maxAttempts: config.OTP_MAX_ATTEMPTS,
       resendSeconds: config.OTP_RESEND_SECONDS,
       maxSendsPerHour: config.OTP_MAX_SENDS_PER_HOUR,
+      maxSendsPerPhonePerHour: config.OTP_MAX_SENDS_PER_PHONE_PER_HOUR,
+      maxFailuresPerDay: config.OTP_MAX_FAILURES_PER_DAY,
+      budgets: {
+        globalPerHour: config.OTP_BUDGET_GLOBAL_PER_HOUR,
+        globalPerDay: config.OTP_BUDGET_GLOBAL_PER_DAY,
+        countryPerHour: config.OTP_BUDGET_COUNTRY_PER_HOUR,
+        ipPerDay: config.OTP_BUDGET_IP_PER_DAY,
+      },
       pepper: deps.pepper,
       defaultCountry: config.DEFAULT_COUNTRY,
-      allowedCountries: config.OTP_ALLOWED_COUNTRIES,
+      // `*` is every country, chosen knowingly.
+      allowedCountries: config.OTP_ALLOWED_COUNTRIES?.includes('*') ? undefined : config.OTP_ALLOWED_COUNTRIES,
       testNumbers: config.OTP_TEST_NUMBERS,
       messageTemplate: config.OTP_MESSAGE,
     },

@@ -38,3 +38,105 @@ export function createReservations(reservations: Model<Reservation>, clock: Cloc
     },
   };
 }
+
+/** A counter "at most `limit` per window", kept as reservation slots `<scope>:1` … `<scope>:<limit>`. */
+export interface SlotRequest {
+  /** Names the counter and its window, e.g. `budget:global:h:<hour>`. */
+  scope: string;
+  limit: number;
+  keepForSeconds: number;
+  /** Slots may be given back (a reset), so a resync looks from slot 1 instead of from the last known one. */
+  reclaimable?: boolean;
+}
+
+const PROBE_CHUNK = 64;
+
+/**
+ * Takes one slot of each counter, all-or-nothing. One insertMany (ordered: false) tries the next free slot of every
+ * counter, as remembered by this process; a counter whose guess was taken elsewhere is re-read by point lookups and
+ * tried again. Answers the scopes that are full (then every slot this call took is given back), or the slot taken per scope.
+ */
+export function createSlotCounter(reservations: Model<Reservation>, clock: Clock) {
+  const nextHint = new Map<string, number>();
+  const collection = () => reservations.collection;
+
+  async function firstFree(request: SlotRequest): Promise<number | undefined> {
+    let from = request.reclaimable ? 1 : (nextHint.get(request.scope) ?? 1);
+    while (from <= request.limit) {
+      const keys = Array.from({ length: Math.min(PROBE_CHUNK, request.limit - from + 1) }, (_, index) => `${request.scope}:${from + index}`);
+      const taken = new Set((await collection().find({ _id: { $in: keys as never[] } }, { projection: { _id: 1 } }).toArray()).map((doc) => String(doc._id)));
+      const free = keys.findIndex((key) => !taken.has(key));
+      if (free >= 0) return from + free;
+      from += keys.length;
+    }
+    return undefined;
+  }
+
+  async function take(requests: readonly SlotRequest[]): Promise<{ full: SlotRequest[]; taken: Map<string, number> }> {
+    // Hints only save round trips; forgetting them is always safe.
+    if (nextHint.size > 50_000) nextHint.clear();
+    const now = clock.now();
+    const taken: string[] = [];
+    const slots = new Map<string, number>();
+    const full: SlotRequest[] = [];
+    let pending = requests.map((request) => ({ request, slot: nextHint.get(request.scope) ?? 1, probed: false }));
+    while (pending.length > 0) {
+      const tryable = pending.filter((entry) => entry.slot <= entry.request.limit);
+      const duplicates = new Set<number>();
+      if (tryable.length > 0) {
+        try {
+          await collection().insertMany(
+            tryable.map(({ request, slot }) => ({
+              _id: `${request.scope}:${slot}` as never,
+              createdAt: now,
+              cleanupAt: new Date(now.getTime() + request.keepForSeconds * 1000),
+            })),
+            { ordered: false },
+          );
+        } catch (error) {
+          const writeErrors = (error as { writeErrors?: { index: number; code: number }[] | { index: number; code: number } }).writeErrors;
+          const list = Array.isArray(writeErrors) ? writeErrors : writeErrors ? [writeErrors] : [];
+          if (list.length === 0 || list.some((writeError) => writeError.code !== 11000)) throw error;
+          for (const writeError of list) duplicates.add(writeError.index);
+        }
+      }
+      const retry: typeof pending = [];
+      for (const entry of pending) {
+        const index = tryable.indexOf(entry);
+        if (index >= 0 && !duplicates.has(index)) {
+          taken.push(`${entry.request.scope}:${entry.slot}`);
+          slots.set(entry.request.scope, entry.slot);
+          nextHint.set(entry.request.scope, entry.slot + 1);
+          continue;
+        }
+        // Taken by someone else (or past the limit by our guess): look once which slot is really free.
+        const free = entry.probed && index >= 0 ? entry.slot + 1 : await firstFree(entry.request);
+        if (free === undefined || free > entry.request.limit) {
+          nextHint.set(entry.request.scope, entry.request.limit + 1);
+          full.push(entry.request);
+        } else {
+          retry.push({ request: entry.request, slot: free, probed: true });
+        }
+      }
+      pending = retry;
+    }
+    if (full.length > 0 && taken.length > 0) await collection().deleteMany({ _id: { $in: taken as never[] } });
+    return { full, taken: full.length > 0 ? new Map<string, number>() : slots };
+  }
+
+  return {
+    take,
+    /** Gives every slot of a counter back. */
+    async reset(request: Pick<SlotRequest, 'scope' | 'limit'>) {
+      const keys = Array.from({ length: request.limit }, (_, index) => `${request.scope}:${index + 1}`);
+      await collection().deleteMany({ _id: { $in: keys as never[] } });
+      nextHint.delete(request.scope);
+    },
+    /** Whether every slot of a counter is taken: its last slot is, as slots are taken from the lowest free one. */
+    async isFull(request: Pick<SlotRequest, 'scope' | 'limit'>) {
+      return !!(await collection().findOne({ _id: `${request.scope}:${request.limit}` as never }, { projection: { _id: 1 } }));
+    },
+  };
+}
+
+export type SlotCounter = ReturnType<typeof createSlotCounter>;

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
 import { Types, type Model } from 'mongoose';
 import type { Channel } from '../../models/channels.js';
@@ -17,6 +17,10 @@ export interface TokenSettings {
   audience: string;
   accessTtlSeconds: number;
   refreshTtlSeconds: number;
+  /** A replay of a token rotated at most this long ago gets the same successor; 0 turns the grace off. */
+  reuseGraceSeconds: number;
+  /** The server secret successors are derived under, so the same successor can be given again without storing it. */
+  successorKey: Buffer;
 }
 
 export interface TokenDeps {
@@ -70,8 +74,16 @@ export function createTokenService(deps: TokenDeps) {
       .sign(keys.privateKey);
   }
 
-  async function mintRefreshToken(session: { _id: Types.ObjectId; userId: Types.ObjectId }, parentId?: Types.ObjectId) {
-    const token = REFRESH_PREFIX + randomBytes(32).toString('base64url');
+  // A token's successor is a keyed hash of the token: whoever presents the parent again can be given the same
+  // successor, and only digests are ever stored.
+  const successorOf = (token: string): string => REFRESH_PREFIX + createHmac('sha256', settings.successorKey).update(token).digest('base64url');
+
+  async function mintRefreshToken(
+    session: { _id: Types.ObjectId; userId: Types.ObjectId },
+    parent?: { id: Types.ObjectId; token: string },
+  ) {
+    const token = parent ? successorOf(parent.token) : REFRESH_PREFIX + randomBytes(32).toString('base64url');
+    const parentId = parent?.id;
     const now = clock.now();
     const expiresAt = new Date(now.getTime() + settings.refreshTtlSeconds * 1000);
     await refreshTokens.collection.insertOne({
@@ -136,7 +148,10 @@ export function createTokenService(deps: TokenDeps) {
       return tokenResponse({ ...user, lastLoginAt: now, lastLoginChannel: channel }, session, refreshToken);
     },
 
-    /** Rotates a refresh token. A token that already has a successor is a replay: its whole session dies. */
+    /**
+     * Rotates a refresh token; of concurrent rotations exactly one inserts the successor. A token that already has a
+     * successor is a replay: within the grace it is given that successor again, after it the whole session dies.
+     */
     async refresh(presented: string, context: RequestContext) {
       const current = await refreshTokens.findOne({ tokenHash: sha256(presented) }).lean<RefreshToken>();
       if (!current) throw new AppError('invalid_token', 'The refresh token is not valid.');
@@ -150,9 +165,16 @@ export function createTokenService(deps: TokenDeps) {
 
       let next: string;
       try {
-        next = await mintRefreshToken(session, current._id);
+        next = await mintRefreshToken(session, { id: current._id, token: presented });
       } catch (error) {
         if (!isDuplicateKey(error)) throw error;
+        // Rotated already. Just now (a double-fired refresh): the same successor again. Longer ago: a replay.
+        const successor = await refreshTokens.findOne({ parentId: current._id }).lean<RefreshToken>();
+        const rotatedMsAgo = successor ? clock.now().getTime() - successor.createdAt.getTime() : Infinity;
+        if (successor && settings.reuseGraceSeconds > 0 && rotatedMsAgo <= settings.reuseGraceSeconds * 1000) {
+          await audit.record({ type: 'tokens.refreshed', channel: session.channel, userId: user._id, ip: context.ip, detail: { graceReplay: true } });
+          return tokenResponse(user, session, successorOf(presented));
+        }
         await revokeSession(session._id, 'token_reused');
         await audit.record({ type: 'tokens.reuse_detected', channel: session.channel, userId: session.userId, ip: context.ip, detail: { sessionId: session._id.toString() } });
         throw new AppError('token_reused', 'This refresh token was already used; the session has been signed out.');

@@ -66,7 +66,8 @@ export async function buildTestApp(
   env: Record<string, string> = {},
   overrides: Partial<AppDeps> & { database?: Database } = {},
 ): Promise<TestApp> {
-  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'info', RATE_LIMIT_MAX: '100000', OTP_RATE_LIMIT_MAX: '100000', ...env });
+  // Every request of a test comes from 127.0.0.1, so the per-IP limits are raised; tests of those limits set their own.
+  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'info', RATE_LIMIT_MAX: '100000', OTP_RATE_LIMIT_MAX: '100000', OTP_BUDGET_IP_PER_DAY: '100000', ...env });
   sharedDatabase ??= connectTestDatabase();
   const database = overrides.database ?? (await sharedDatabase);
   const clock = createTestClock();

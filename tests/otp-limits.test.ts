@@ -1,0 +1,195 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.js';
+import { buildTestApp, uniquePhone } from './helpers/app.js';
+
+const testApp = await buildTestApp({ DEFAULT_COUNTRY: 'IN' });
+const { app, sms, clock, database, logs } = testApp;
+
+type Injectable = typeof app;
+const requestFrom = (target: Injectable, phone: string, remoteAddress = '127.0.0.1') =>
+  target.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone }, remoteAddress });
+const verify = (payload: object) => app.inject({ method: 'POST', url: '/auth/otp/verify', payload });
+const auditOf = (type: string) => database.connection.collection('audit_events').find({ type }).toArray();
+const wrongFor = (code: string) => (code === '000000' ? '000001' : '000000');
+
+/** Asks for a code and spends `wrong` checks on it by challengeId. */
+async function failChecks(phone: string, wrong: number) {
+  const requested = await requestFrom(app, phone);
+  expect(requested.statusCode, requested.body).toBe(200);
+  const { challengeId } = requested.json() as { challengeId: string };
+  const code = sms.lastCodeFor(phone);
+  for (let attempt = 0; attempt < wrong; attempt++) {
+    expect((await verify({ challengeId, code: wrongFor(code) })).statusCode).toBe(400);
+  }
+  clock.advance(31);
+  return { challengeId, code };
+}
+
+describe('the daily guessing budget of a phone', () => {
+  it('refuses new codes after OTP_MAX_FAILURES_PER_DAY wrong checks, pointing to the chat login', async () => {
+    const phone = uniquePhone();
+    for (let code = 0; code < 3; code++) await failChecks(phone, 5);
+    const before = sms.sent.length;
+    const refused = await requestFrom(app, phone);
+    expect(refused.statusCode).toBe(429);
+    expect(refused.json()).toMatchObject({ error: 'rate_limited', message: expect.stringMatching(/WhatsApp or Telegram/) });
+    expect(sms.sent.length).toBe(before);
+    expect(await auditOf('otp.failure_budget_exhausted')).toHaveLength(1);
+    expect(logs.some((line) => line.includes('otp failure budget exhausted') && !line.includes(phone))).toBe(true);
+    // The next day brings a new budget.
+    clock.advance(86_400);
+    expect((await requestFrom(app, phone)).statusCode).toBe(200);
+  });
+
+  it('starts again from nothing after a right code', async () => {
+    const phone = uniquePhone();
+    await failChecks(phone, 5);
+    await failChecks(phone, 4);
+    const { challengeId, code } = await failChecks(phone, 4);
+    expect((await verify({ challengeId, code })).statusCode).toBe(200);
+    // A new hour for the per-phone send cap, the same day for the failure count.
+    clock.advance(3600);
+    await failChecks(phone, 5);
+    await failChecks(phone, 5);
+    expect((await requestFrom(app, phone)).statusCode).toBe(200);
+  });
+
+  it.each([
+    [{ OTP_LENGTH: '4' }],
+    [{ OTP_LENGTH: '5' }],
+    [{ OTP_LENGTH: '6', OTP_MAX_FAILURES_PER_DAY: '101' }],
+  ])('is checked at start: %o gives more than a 1-in-10,000 chance a day and is refused', (env) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(/OTP_MAX_FAILURES_PER_DAY/);
+  });
+
+  it('accepts the defaults and the NIST limit of 100 with 6 digits', () => {
+    expect(loadConfig({}).OTP_MAX_FAILURES_PER_DAY).toBe(15);
+    expect(loadConfig({ OTP_MAX_FAILURES_PER_DAY: '100' }).OTP_MAX_FAILURES_PER_DAY).toBe(100);
+  });
+});
+
+describe('a stranger cannot lock anyone out', () => {
+  it('guesses by phone do not spend the attempts of whoever holds the challenge id', async () => {
+    const phone = uniquePhone();
+    const requested = await requestFrom(app, phone);
+    const { challengeId } = requested.json() as { challengeId: string };
+    const code = sms.lastCodeFor(phone);
+    for (let guess = 0; guess < 5; guess++) expect((await verify({ phone, code: wrongFor(code) })).statusCode).toBe(400);
+    expect((await verify({ phone, code: wrongFor(code) })).json()).toMatchObject({ error: 'too_many_attempts' });
+    const holder = await verify({ challengeId, code });
+    expect(holder.statusCode).toBe(200);
+  });
+
+  it('challenge ids carry at least 128 random bits and are no ObjectIds', async () => {
+    const ids = await Promise.all(
+      Array.from({ length: 3 }, async () => ((await requestFrom(app, uniquePhone())).json() as { challengeId: string }).challengeId),
+    );
+    for (const id of ids) {
+      expect(id).toMatch(/^[A-Za-z0-9_-]{22,}$/);
+      expect(id).not.toMatch(/^[0-9a-f]{24}$/);
+      expect(Buffer.from(id, 'base64url').length).toBeGreaterThanOrEqual(16);
+    }
+  });
+
+  it('one IP that used up its sends to a phone does not stop another IP', async () => {
+    const phone = uniquePhone();
+    for (let send = 0; send < 5; send++) {
+      expect((await requestFrom(app, phone, '203.0.113.40')).statusCode).toBe(200);
+      clock.advance(31);
+    }
+    expect((await requestFrom(app, phone, '203.0.113.40')).json()).toMatchObject({ error: 'rate_limited' });
+    expect((await requestFrom(app, phone, '198.51.100.40')).statusCode).toBe(200);
+  });
+
+  it('all IPs together stay within OTP_MAX_SENDS_PER_PHONE_PER_HOUR', async () => {
+    const phone = uniquePhone();
+    for (let send = 0; send < 10; send++) {
+      expect((await requestFrom(app, phone, `203.0.113.${60 + send}`)).statusCode).toBe(200);
+      clock.advance(31);
+    }
+    expect((await requestFrom(app, phone, '203.0.113.99')).json()).toMatchObject({ error: 'rate_limited' });
+  });
+});
+
+describe('blocked users', () => {
+  it('are sent nothing, get the answer any number gets, and are audited', async () => {
+    const phone = uniquePhone();
+    await app.services.identities.resolveByPhone(phone);
+    await database.connection.collection('users').updateOne({ phone }, { $set: { status: 'blocked' } });
+    const before = sms.sent.length;
+    const response = await requestFrom(app, phone);
+    expect(response.statusCode).toBe(200);
+    expect(response.json()).toEqual({ challengeId: expect.any(String), channel: 'sms', expiresIn: 300, resendIn: 30 });
+    expect(sms.sent.length).toBe(before);
+    const [event] = await auditOf('otp.blocked_user_skipped');
+    expect(event).toMatchObject({ channel: 'sms', ip: '127.0.0.1' });
+    expect(event!.phone).not.toBe(phone);
+  });
+});
+
+describe('budgets for paid sends', () => {
+  /** An app of its own on a day of its own, so other tests' sends are not counted in its budgets. */
+  async function budgetApp(env: Record<string, string>, day: string) {
+    const built = await buildTestApp({ DEFAULT_COUNTRY: 'IN', ...env });
+    built.clock.set(new Date(`${day}T10:00:00Z`));
+    return built;
+  }
+
+  it('refuse past OTP_BUDGET_GLOBAL_PER_HOUR with 429, an audit event and an error log, sending nothing', async () => {
+    const limited = await budgetApp({ OTP_BUDGET_GLOBAL_PER_HOUR: '3' }, '2027-01-01');
+    for (let send = 0; send < 3; send++) {
+      expect((await requestFrom(limited.app, uniquePhone(), `203.0.113.${send + 1}`)).statusCode).toBe(200);
+    }
+    const refused = await requestFrom(limited.app, uniquePhone(), '203.0.113.9');
+    expect(refused.statusCode).toBe(429);
+    expect(refused.json()).toMatchObject({ error: 'rate_limited', retryAfter: expect.any(Number) });
+    expect(limited.sms.sent).toHaveLength(3);
+    const events = await auditOf('otp.budget_exhausted');
+    expect(events.some((event) => (event.detail as { budget?: string }).budget === 'global_hour')).toBe(true);
+    expect(limited.logs.some((line) => line.includes('"level":50') && line.includes('otp send budget exhausted'))).toBe(true);
+    limited.clock.advance(3600);
+    expect((await requestFrom(limited.app, uniquePhone(), '203.0.113.9')).statusCode).toBe(200);
+  });
+
+  it('refuse past OTP_BUDGET_GLOBAL_PER_DAY', async () => {
+    const limited = await budgetApp({ OTP_BUDGET_GLOBAL_PER_DAY: '2' }, '2027-01-02');
+    for (let send = 0; send < 2; send++) {
+      expect((await requestFrom(limited.app, uniquePhone(), `203.0.113.${send + 1}`)).statusCode).toBe(200);
+    }
+    limited.clock.advance(3600);
+    expect((await requestFrom(limited.app, uniquePhone(), '203.0.113.9')).json()).toMatchObject({ error: 'rate_limited' });
+    expect(limited.sms.sent).toHaveLength(2);
+  });
+
+  it('refuse past OTP_BUDGET_COUNTRY_PER_HOUR for that country only', async () => {
+    const limited = await budgetApp({ OTP_BUDGET_COUNTRY_PER_HOUR: '2' }, '2027-01-03');
+    for (let send = 0; send < 2; send++) {
+      expect((await requestFrom(limited.app, uniquePhone(), `203.0.113.${send + 1}`)).statusCode).toBe(200);
+    }
+    expect((await requestFrom(limited.app, uniquePhone(), '203.0.113.9')).json()).toMatchObject({ error: 'rate_limited' });
+    expect((await requestFrom(limited.app, '+919812345680', '203.0.113.9')).statusCode).toBe(200);
+  });
+
+  it('refuse past OTP_BUDGET_IP_PER_DAY, counting an IPv6 client by its /64', async () => {
+    const limited = await budgetApp({ OTP_BUDGET_IP_PER_DAY: '2' }, '2027-01-04');
+    expect((await requestFrom(limited.app, uniquePhone(), '2001:db8:1:2::1')).statusCode).toBe(200);
+    expect((await requestFrom(limited.app, uniquePhone(), '2001:db8:1:2:ffff::7')).statusCode).toBe(200);
+    expect((await requestFrom(limited.app, uniquePhone(), '2001:db8:1:2::3')).json()).toMatchObject({ error: 'rate_limited' });
+    expect((await requestFrom(limited.app, uniquePhone(), '2001:db8:1:3::1')).statusCode).toBe(200);
+    expect((await requestFrom(limited.app, uniquePhone(), '203.0.113.5')).statusCode).toBe(200);
+  });
+});
+
+describe('the per-IP request limit', async () => {
+  const limited = await buildTestApp({ OTP_RATE_LIMIT_MAX: '2' });
+
+  // @fastify/rate-limit (11.x) counts IPv6 by /64 itself; this pins it, as our own per-IP budgets do the same.
+  it('keys an IPv6 client by its /64', async () => {
+    const send = (address: string) => limited.app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone: 'bad' }, remoteAddress: address });
+    expect((await send('2001:db8:5:6::1')).statusCode).toBe(400);
+    expect((await send('2001:db8:5:6::2')).statusCode).toBe(400);
+    expect((await send('2001:db8:5:6:abcd::3')).json()).toMatchObject({ error: 'rate_limited' });
+    expect((await send('2001:db8:5:7::1')).statusCode).toBe(400);
+  });
+});
