@@ -132,6 +132,8 @@ describe('GET /metrics', () => {
     const tokens = await signInBySms(testApp);
     const refresh = () => testApp.app.inject({ method: 'POST', url: '/auth/token/refresh', payload: { refreshToken: tokens.refreshToken } });
     expect((await refresh()).statusCode).toBe(200);
+    // Past the refresh reuse grace, a replay is reuse.
+    testApp.clock.advance(testApp.config.REFRESH_REUSE_GRACE_SECONDS + 1);
     expect((await refresh()).json()).toMatchObject({ error: 'token_reused' });
 
     testApp.sms.failNext = true;
