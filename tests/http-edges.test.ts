@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { connectDatabase } from '../src/db/connection.js';
 import { buildTestApp, signInBySms, uniquePhone } from './helpers/app.js';
+import { WHATSAPP_ENV } from './helpers/whatsapp.js';
 import { inject } from 'vitest';
 
 const testApp = await buildTestApp({ BODY_LIMIT_BYTES: '2048' });
@@ -82,7 +83,7 @@ describe('health and readiness', () => {
 });
 
 describe('rate limits per IP', async () => {
-  const limited = await buildTestApp({ RATE_LIMIT_MAX: '5', OTP_RATE_LIMIT_MAX: '2', RATE_LIMIT_WINDOW_SECONDS: '60' });
+  const limited = await buildTestApp({ ...WHATSAPP_ENV, RATE_LIMIT_MAX: '5', OTP_RATE_LIMIT_MAX: '2', RATE_LIMIT_WINDOW_SECONDS: '60' });
   const ip = (address: string) => ({ remoteAddress: address });
 
   it('the stricter limit on /auth/otp/* answers 429 rate_limited with Retry-After', async () => {
@@ -115,7 +116,7 @@ describe('rate limits per IP', async () => {
 });
 
 describe('behind a trusted proxy', async () => {
-  const proxied = await buildTestApp({ TRUST_PROXY: 'true', OTP_RATE_LIMIT_MAX: '1' });
+  const proxied = await buildTestApp({ ...WHATSAPP_ENV, TRUST_PROXY: 'true', OTP_RATE_LIMIT_MAX: '1' });
 
   it('takes the client address from X-Forwarded-For, for limits and for the intent record', async () => {
     const create = (forwarded: string) =>
