@@ -53,6 +53,15 @@ describe('bad input never reaches a 500', () => {
     expect(response.json()).toEqual({ error: 'not_found', message: 'There is no GET /admin/users.' });
   });
 
+  it('error answers say they are JSON', async () => {
+    const refused = await app.inject({ method: 'POST', url: '/auth/token/refresh', payload: { refreshToken: 'nope' } });
+    expect(refused.statusCode).toBe(401);
+    expect(refused.headers['content-type']).toBe('application/json; charset=utf-8');
+    const invalid = await app.inject({ method: 'POST', url: '/auth/otp/verify', payload: { code: '1' } });
+    expect(invalid.statusCode).toBe(400);
+    expect(invalid.headers['content-type']).toBe('application/json; charset=utf-8');
+  });
+
   it('a wrong method on a known path answers 404 JSON', async () => {
     const response = await app.inject({ method: 'DELETE', url: '/auth/otp/request' });
     expect(response.statusCode).toBe(404);

@@ -31,8 +31,10 @@ export function sendError(reply: FastifyReply, error: AppError): FastifyReply {
   }
   // Error bodies are built here and nowhere else, so they skip the route's response schemas (which document them):
   // a code a schema forgot must not turn a clear 4xx into a 500.
+  // (A reply with its own serializer gets no content type by itself.)
   return reply
     .code(error.status)
+    .type('application/json; charset=utf-8')
     .serializer(JSON.stringify)
     .send({ error: error.code, message: error.message, ...error.details });
 }
