@@ -1,9 +1,11 @@
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import pino, { type DestinationStream } from 'pino';
 import type { Channel } from '../models/channels.js';
 import { telegramChannel } from '../bots/telegram/channel.js';
 import { whatsappChannel } from '../webhooks/whatsapp/channel.js';
+import { registerApiDescription, registerApiDocsRoutes } from './api-docs/index.js';
 import type { ChatChannel } from './chat-channel.js';
 import { chatTexts } from './chat-texts.js';
 import { systemClock, type Clock } from './clock.js';
@@ -107,6 +109,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const texts = chatTexts(config);
 
   app.setErrorHandler(errorHandler);
+  // Routes declare zod schemas: one schema validates the input (errors become 400 invalid_request in the error
+  // handler) and filters the output, and the OpenAPI document is generated from the same schemas.
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  if (config.API_DOCS) await registerApiDescription(app);
   // JSON everywhere: a text/plain body is refused with 415 rather than handed to a route as a string.
   app.removeContentTypeParser('text/plain');
   const windowMs = config.RATE_LIMIT_WINDOW_SECONDS * 1000;
@@ -130,10 +137,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   const strictLimit = { max: config.OTP_RATE_LIMIT_MAX, timeWindow: windowMs };
   exposeMetrics(app, metrics, config);
+  if (config.API_DOCS) await registerApiDocsRoutes(app);
   await app.register(metaRoutes, { keys, connection: database.connection });
   await app.register(otpRoutes, { services, rateLimit: strictLimit });
   await app.register(tokenRoutes, { services });
-  await app.register(loginIntentRoutes, { services, rateLimit: strictLimit });
+  await app.register(loginIntentRoutes, { services, rateLimit: strictLimit, chatChannelsOn: chatChannels.length > 0 });
 
   for (const channel of chatChannels) {
     await channel.register(app, { services, texts, clock, strictRateLimit: strictLimit });

@@ -173,6 +173,8 @@ export const configSchema = z.object({
   TELEGRAM_WIDGET_MAX_AGE_SECONDS: int(60, 30 * 86_400).default(86_400),
   // Where the gateway is reachable from the internet; `npm run telegram:webhook` registers PUBLIC_URL/webhooks/telegram.
   PUBLIC_URL: z.url().optional(),
+  // GET /openapi.json and the /docs page; a deployment that keeps its API description private turns them off.
+  API_DOCS: bool.default(true),
 });
 
 export type Config = z.infer<typeof configSchema>;
