@@ -26,10 +26,12 @@ const testNumbers = csv.transform((entries, ctx) => {
   return map;
 });
 
-// TRUST_PROXY takes what Fastify's trustProxy takes: true/false, a hop count, or addresses/CIDRs.
+// TRUST_PROXY takes what Fastify's trustProxy takes: true/false, a hop count, or addresses/CIDRs. A number is always a
+// hop count: read as `true`, `1` would trust every X-Forwarded-For entry and let a client behind one appending proxy
+// choose its own IP.
 const trustProxy = z.string().transform((value): boolean | number | string[] => {
-  if (['true', '1', 'yes'].includes(value)) return true;
-  if (['false', '0', 'no', ''].includes(value)) return false;
+  if (['true', 'yes'].includes(value)) return true;
+  if (['false', 'no', ''].includes(value)) return false;
   if (/^\d+$/.test(value)) return Number(value);
   return value.split(',').map((item) => item.trim());
 });
@@ -179,6 +181,33 @@ function productionProblems(config: Config, given: Record<string, string | undef
   if (!config.SMS_PROVIDER) problems.push('SMS_PROVIDER: required in production (twilio or http)');
   if (config.SMS_PROVIDER === 'console') problems.push('SMS_PROVIDER: "console" prints codes to the log and is refused in production');
   if (config.OTP_TEST_NUMBERS) problems.push('OTP_TEST_NUMBERS: fixed codes are refused in production');
+  problems.push(...productionHardeningProblems(config));
+  return problems;
+}
+
+const isLoopbackHost = (host: string): boolean =>
+  host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+
+// Settings that weaken a guarantee rather than turn on a development convenience (issue 7, items 1 and 10).
+function productionHardeningProblems(config: Config): string[] {
+  const problems: string[] = [];
+  if (config.TRUST_PROXY === true) {
+    problems.push('TRUST_PROXY: "true" trusts every X-Forwarded-For entry, so clients choose their IP; give the hop count or the proxy addresses/CIDRs');
+  }
+  if (!config.INTENT_REQUIRE_CONFIRM) {
+    problems.push('INTENT_REQUIRE_CONFIRM: "false" signs in whoever sends a code without asking; refused in production');
+  }
+  if (config.OTP_LENGTH < 6) problems.push('OTP_LENGTH: at least 6 digits in production');
+  for (const name of ['WHATSAPP_GRAPH_URL', 'TELEGRAM_API_ROOT', 'SMS_HTTP_URL', 'PUBLIC_URL'] as const) {
+    const value = config[name];
+    if (!value) continue;
+    const url = new URL(value);
+    if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) problems.push(`${name}: must be https:// in production (http:// only to loopback)`);
+  }
+  for (const name of ['WHATSAPP_APP_SECRET', 'TELEGRAM_WEBHOOK_SECRET', 'SMS_HTTP_SECRET'] as const) {
+    const value = config[name];
+    if (value && value.length < 32) problems.push(`${name}: at least 32 characters in production`);
+  }
   return problems;
 }
 
