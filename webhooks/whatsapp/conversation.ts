@@ -3,6 +3,7 @@ import type { Clock } from '../../src/clock.js';
 import type { WhatsAppAddress, WhatsAppClient } from '../../src/delivery/whatsapp.js';
 import type { CodeSender } from '../../src/delivery/types.js';
 import { AppError, DeliveryError } from '../../src/errors.js';
+import { scrubExternalText } from '../../src/logger.js';
 import type { HandlingOutcome } from '../../src/services/inbox.js';
 import type { Services } from '../../src/services/index.js';
 import type { Claimant, IntentSummary } from '../../src/services/login-intents.js';
@@ -41,7 +42,7 @@ export function createWhatsAppConversation(deps: WhatsAppConversationDeps) {
       await client.sendText(to, body);
     } catch (error) {
       if (!(error instanceof DeliveryError)) throw error;
-      log.warn({ provider: error.provider, reason: error.message, graph: error.providerDetail }, 'whatsapp reply failed');
+      log.warn({ provider: error.provider, reason: scrubExternalText(error.message), graph: error.providerDetail }, 'whatsapp reply failed');
     }
   }
 
