@@ -45,7 +45,28 @@ export function assertActiveUser(user: User | null | undefined): asserts user is
 
 export type PhoneLinkOutcome = 'linked' | 'already_linked' | 'merged' | 'phone_taken' | 'telegram_has_other_phone' | 'busy';
 
+// A merge takes a few database round trips; a lock older than this belongs to a process that died mid-merge.
+const MERGE_LEASE_SECONDS = 60;
+
 export function createIdentityService(users: Model<User>, sessions: Model<Session>, reservations: Reservations, clock: Clock) {
+  /**
+   * The merge lock is a lease, like the inbox's attempts: FerretDB has no TTL, so a lock whose holder died would
+   * otherwise keep that Telegram account busy forever. Taking over a stale lease is itself a reservation (one per stale
+   * lease), so of many who find it stale exactly one replaces it.
+   */
+  async function takeMergeLease(lock: string): Promise<boolean> {
+    const lease = () => ({ startedAt: clock.now().toISOString() });
+    if (await reservations.reserve(lock, 86_400, lease())) return true;
+    const held = await reservations.find(lock);
+    if (!held) return reservations.reserve(lock, 86_400, lease());
+    const startedAt = typeof held.startedAt === 'string' ? held.startedAt : '';
+    const heldSince = startedAt ? Date.parse(startedAt) : 0;
+    if (clock.now().getTime() - heldSince < MERGE_LEASE_SECONDS * 1000) return false;
+    if (!(await reservations.reserve(`${lock}:takeover:${startedAt || 'legacy'}`, 86_400))) return false;
+    await reservations.release(lock);
+    return reservations.reserve(lock, 86_400, lease());
+  }
+
   /**
    * Moves the Telegram identity of a Telegram-only user onto the user who owns the phone, then retires the old user.
    * One merge per Telegram id at a time (a reservation); sessions are revoked first, so nothing issued to the old
@@ -53,7 +74,7 @@ export function createIdentityService(users: Model<User>, sessions: Model<Sessio
    */
   async function mergeTelegramInto(telegramUser: User, owner: User): Promise<{ outcome: PhoneLinkOutcome; user: User; retiredUserId?: Types.ObjectId }> {
     const lock = `telegram-merge:${telegramUser.telegram!.id}`;
-    if (!(await reservations.reserve(lock, 60))) return { outcome: 'busy', user: telegramUser };
+    if (!(await takeMergeLease(lock))) return { outcome: 'busy', user: telegramUser };
     try {
       const now = clock.now();
       await sessions.updateMany({ userId: telegramUser._id, revokedAt: { $exists: false } }, { $set: { revokedAt: now, revokedReason: 'user_merged' } });
