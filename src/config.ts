@@ -125,6 +125,8 @@ export const configSchema = z.object({
   WHATSAPP_OTP_TEMPLATE_LANGUAGE: z.string().default('en_US'),
   WHATSAPP_MAX_MESSAGE_AGE_SECONDS: int(10, 86_400).default(600),
   WHATSAPP_SEND_TIMEOUT_MS: int(500, 60_000).default(10_000),
+  // Failed signature checks allowed per client IP per minute on POST /webhooks/whatsapp; past it, 429 until the minute ends.
+  WHATSAPP_MAX_BAD_SIGNATURES_PER_MINUTE: int(1, 1_000_000).default(100),
 
   TELEGRAM_BOT_TOKEN: z.string().regex(/^\d+:[A-Za-z0-9_-]{20,}$/, 'must be the token BotFather gave, e.g. 123456:AA…').optional(),
   TELEGRAM_BOT_USERNAME: z

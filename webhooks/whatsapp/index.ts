@@ -1,15 +1,18 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { AppError } from '../../src/errors.js';
 import type { Inbox } from '../../src/services/inbox.js';
 import { inboundMessage, senderContact, webhookEnvelope, type SenderContact } from './payload.js';
 import { secretsMatch } from '../../src/secrets.js';
-import { isValidSignature } from './signature.js';
+import { createFailureCounter, isValidSignature, SIGNATURE_HEADER } from './signature.js';
+import type { Clock } from '../../src/clock.js';
 
 export interface WhatsAppWebhookOptions {
   verifyToken: string;
   appSecret: string;
   phoneNumberId: string;
   inbox: Inbox;
+  maxBadSignaturesPerMinute: number;
+  clock: Clock;
 }
 
 // Meta sends up to 3 MB per request and batches many messages; the rest of the server keeps its small limit.
@@ -35,9 +38,25 @@ export const whatsappWebhook: FastifyPluginAsync<WhatsAppWebhookOptions> = async
     return reply.type('text/plain; charset=utf-8').send(challenge);
   });
 
-  app.post('/webhooks/whatsapp', { bodyLimit: WEBHOOK_BODY_LIMIT, config: { rateLimit: false } }, async (request, reply) => {
+  const badSignatures = createFailureCounter(options.maxBadSignaturesPerMinute, 60, options.clock);
+  // Before the body is read: a stranger's 4 MB is neither buffered nor hashed when it cannot be signed, and an IP that
+  // keeps sending bad signatures is turned away for the rest of the minute.
+  const refuseUnsignedEarly = async (request: FastifyRequest) => {
+    const waitSeconds = badSignatures.blockedFor(request.ip);
+    if (waitSeconds > 0) {
+      throw new AppError('rate_limited', `Too many bad signatures. Try again in ${waitSeconds} seconds.`, { retryAfter: waitSeconds });
+    }
+    const header = request.headers['x-hub-signature-256'];
+    if (typeof header !== 'string' || !SIGNATURE_HEADER.test(header)) {
+      badSignatures.record(request.ip);
+      throw new AppError('invalid_signature', 'The X-Hub-Signature-256 header is missing or malformed.');
+    }
+  };
+
+  app.post('/webhooks/whatsapp', { bodyLimit: WEBHOOK_BODY_LIMIT, config: { rateLimit: false }, onRequest: refuseUnsignedEarly }, async (request, reply) => {
     const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     if (!isValidSignature(raw, request.headers['x-hub-signature-256'] as string | undefined, options.appSecret)) {
+      badSignatures.record(request.ip);
       throw new AppError('invalid_signature', 'The X-Hub-Signature-256 header does not match the body.');
     }
 
