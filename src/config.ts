@@ -89,6 +89,8 @@ export const configSchema = z.object({
 
   INTENT_TTL_SECONDS: int(30, 3600).default(300),
   INTENT_REQUIRE_CONFIRM: bool.default(true),
+  // Wrong LOGIN codes (or start tokens) one chat account may send per hour before its codes are refused until the hour ends.
+  INTENT_MAX_WRONG_CODES_PER_HOUR: int(1, 1000).default(10),
   // The name the bots use for the service people sign in to ("Sign in to Acme?").
   SERVICE_NAME: z.string().min(1).max(60).default('Chatgate'),
   // JSON object overriding chat reply texts by key (see src/chat-texts.ts), for WhatsApp and Telegram alike.

@@ -170,3 +170,16 @@ describe('answering a login intent from a chat', () => {
     await expect(intents.approve(intent.intentId, alice, blocked!)).rejects.toMatchObject({ code: 'user_blocked' });
   });
 });
+
+describe('wrong codes per chat sender', () => {
+  it('of 30 concurrent wrong codes from one sender, exactly 10 are looked up and the rest refused with rate_limited', async () => {
+    const guesser = { channel: 'whatsapp' as const, subject: '+447911999001' };
+    const results = await Promise.allSettled(Array.from({ length: 30 }, (_, index) => intents.claim({ code: `WRNG${String(index).padStart(2, '3')}` }, guesser)));
+    const codes = results.map((result) => (result.status === 'rejected' ? (result.reason as { code: string }).code : 'claimed'));
+    expect(codes.filter((code) => code === 'not_found')).toHaveLength(10);
+    expect(codes.filter((code) => code === 'rate_limited')).toHaveLength(20);
+    // Another sender is not affected.
+    const intent = await createIntent();
+    await expect(intents.claim({ code: intent.code }, { channel: 'whatsapp', subject: '+447911999002' })).resolves.toMatchObject({ intentId: intent.intentId });
+  });
+});

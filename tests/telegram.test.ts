@@ -124,7 +124,7 @@ describe('signing in on the web through the bot', () => {
     const person = newPerson();
     const intent = await createIntent();
     const prompt = await openDeepLink(person, intent);
-    expect(prompt.body.text).toContain('Chrome/141.0');
+    expect(prompt.body.text).toContain('Device: Chrome 141 on Windows 10');
     expect(prompt.body.text).toContain('198.51.100.23');
     expect(prompt.body.reply_markup!.inline_keyboard![0]!.map((button) => [button.text, button.callback_data])).toEqual([
       ['Confirm', `confirm:${intent.intentId}`],

@@ -130,7 +130,7 @@ describe('signing in on the web by messaging our number', () => {
     expect((await deliver(app, notification([textMessage(sender, `login ${intent.code.toLowerCase()}`, clock.now())], sender))).statusCode).toBe(200);
     const [prompt] = graphSends(graph);
     expect(prompt).toMatchObject({ to: `+${sender.waId}`, type: 'interactive' });
-    expect(prompt!.interactive!.body.text).toContain('Safari/605.1.15');
+    expect(prompt!.interactive!.body.text).toContain('Device: Safari on macOS\n');
     expect(prompt!.interactive!.body.text).toContain('203.0.113.5');
     expect(prompt!.interactive!.action.buttons.map((button) => button.reply)).toEqual([
       { id: `confirm:${intent.intentId}`, title: 'Confirm' },
@@ -146,6 +146,46 @@ describe('signing in on the web by messaging our number', () => {
     const claims = decodeJwt(approved.accessToken!);
     expect(claims).toMatchObject({ sub: smsUser.user.id, amr: ['whatsapp'], phone_number: `+${sender.waId}` });
     expect(await poll(intent)).toEqual({ status: 'consumed' });
+  });
+
+  it('shows a reduced device description: no links, no markup, no control or bidi characters, no text of the requester', async () => {
+    const sender = newSender();
+    const userAgent =
+      'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36 ' +
+      '*Approved by Telegram Support* _official_ ~verified~ `ok` https://evil.example/confirm \u0085\u202eevil';
+    const created = await app.inject({ method: 'POST', url: '/auth/login-intents', headers: { 'user-agent': userAgent }, remoteAddress: '203.0.113.7' });
+    const intent = created.json() as CreatedIntent;
+    await deliver(app, notification([textMessage(sender, `LOGIN ${intent.code}`, clock.now())], sender));
+    const text = graphSends(graph)[0]!.interactive!.body.text;
+    const device = /Device: (.*)\n/.exec(text)![1]!;
+    expect(device).toBe('Chrome 126 on Windows 10');
+    expect(text).toContain('203.0.113.7');
+    for (const forbidden of ['http', 'evil', 'Support', '*', '_', '~', '`', '\u0085', '\u202e']) expect(text).not.toContain(forbidden);
+  });
+
+  it('describes a user agent it does not recognise as an unknown browser, whatever it says', async () => {
+    const sender = newSender();
+    const created = await app.inject({ method: 'POST', url: '/auth/login-intents', headers: { 'user-agent': 'Telegram_Support*/1.0 (approved; https://x.example)' } });
+    const intent = created.json() as CreatedIntent;
+    await deliver(app, notification([textMessage(sender, `LOGIN ${intent.code}`, clock.now())], sender));
+    expect(graphSends(graph)[0]!.interactive!.body.text).toContain('Device: unknown browser\n');
+  });
+
+  it('stops taking LOGIN codes from a sender after 10 wrong ones in an hour, even in one notification', async () => {
+    const sender = newSender();
+    const intent = await createIntent();
+    const guesses = Array.from({ length: 12 }, (_, index) => textMessage(sender, `LOGIN ZZZZ${String(index).padStart(2, '2')}`, clock.now()));
+    await deliver(app, notification([...guesses, textMessage(sender, `LOGIN ${intent.code}`, clock.now())], sender));
+    const replies = graphSends(graph);
+    expect(replies.filter((reply) => reply.text?.body.includes('unknown'))).toHaveLength(10);
+    expect(replies.filter((reply) => reply.text?.body.includes('Too many wrong sign-in codes'))).toHaveLength(3);
+    expect(replies.some((reply) => reply.type === 'interactive')).toBe(false);
+
+    clock.advance(3600);
+    const later = await createIntent();
+    graph.requests.length = 0;
+    await deliver(app, notification([textMessage(sender, `LOGIN ${later.code}`, clock.now())], sender));
+    expect(graphSends(graph)[0]).toMatchObject({ type: 'interactive' });
   });
 
   it('accepts the bare code too', async () => {

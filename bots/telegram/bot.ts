@@ -90,7 +90,7 @@ export function createTelegramBot(deps: TelegramBotDeps): Telegraf {
       summary = await services.loginIntents.claim({ startToken: token }, claimantOf(ctx.from));
     } catch (error) {
       if (!(error instanceof AppError)) throw error;
-      await notify(() => ctx.reply(refusal(error.code)));
+      await notify(() => ctx.reply(refusal(error.code, error.details.retryAfter)));
       return;
     }
     if (!settings.requireConfirm) {

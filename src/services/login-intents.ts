@@ -35,7 +35,7 @@ export interface LoginIntentDeps {
   tokens: TokenService;
   audit: AuditTrail;
   clock: Clock;
-  settings: { ttlSeconds: number };
+  settings: { ttlSeconds: number; maxWrongCodesPerHour: number };
   linkBuilders: IntentLinkBuilder[];
 }
 
@@ -66,6 +66,29 @@ export function createLoginIntentService(deps: LoginIntentDeps) {
   function assertPending(intent: LoginIntent | null): asserts intent is LoginIntent {
     if (!intent || intent.status !== 'pending') throw new AppError('not_found', 'This sign-in request is unknown or already finished.');
     if (isExpired(intent)) throw new AppError('expired', 'This sign-in request has expired.');
+  }
+
+  /**
+   * Wrong codes cost a chat sender one of `maxWrongCodesPerHour` slots of the current hour; slots are unique-key
+   * reservations, so however many messages race (one webhook can carry dozens), no more than that many are taken.
+   */
+  const guessSlot = (claimant: Claimant, hour: number, slot: number) => `intent-guess:${claimant.channel}:${claimant.subject}:${hour}:${slot}`;
+  const currentHour = () => Math.floor(clock.now().getTime() / 3_600_000);
+  const guessRefusal = () => {
+    const retryAfter = Math.max(1, Math.ceil(((currentHour() + 1) * 3_600_000 - clock.now().getTime()) / 1000));
+    return new AppError('rate_limited', 'Too many wrong sign-in codes from this account. Try again later.', { retryAfter });
+  };
+
+  async function assertGuessesLeft(claimant: Claimant): Promise<void> {
+    if (await reservations.find(guessSlot(claimant, currentHour(), settings.maxWrongCodesPerHour))) throw guessRefusal();
+  }
+
+  async function spendGuess(claimant: Claimant): Promise<void> {
+    const hour = currentHour();
+    for (let slot = 1; slot <= settings.maxWrongCodesPerHour; slot++) {
+      if (await reservations.reserve(guessSlot(claimant, hour, slot), 7200)) return;
+    }
+    throw guessRefusal();
   }
 
   async function assertClaimedBy(intentId: string, claimant: Claimant): Promise<void> {
@@ -166,9 +189,13 @@ export function createLoginIntentService(deps: LoginIntentDeps) {
      * can approve or reject it. Returns what the chat should show before asking for confirmation.
      */
     async claim(by: { code: string } | { startToken: string }, claimant: Claimant): Promise<IntentSummary> {
+      await assertGuessesLeft(claimant);
       const filter = 'code' in by ? { codeHash: sha256(normalizeIntentCode(by.code)) } : { startTokenHash: sha256(by.startToken) };
       const intent = await intents.findOne(filter).lean<LoginIntent>();
-      if (!intent) throw new AppError('not_found', 'That sign-in code is unknown or already used.');
+      if (!intent) {
+        await spendGuess(claimant);
+        throw new AppError('not_found', 'That sign-in code is unknown or already used.');
+      }
       assertPending(intent);
       const mine = { channel: claimant.channel, subject: claimant.subject };
       if (!(await reservations.reserve(`intent:${intent._id}:claim`, keepReservations, mine))) {

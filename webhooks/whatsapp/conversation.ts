@@ -63,7 +63,7 @@ export function createWhatsAppConversation(deps: WhatsAppConversationDeps) {
       summary = await services.loginIntents.claim({ code }, sender.claimant);
     } catch (error) {
       if (!(error instanceof AppError)) throw error;
-      await notify(sender.address, refusal(error.code));
+      await notify(sender.address, refusal(error.code, error.details.retryAfter));
       return { status: 'handled', outcome: `login_refused:${error.code}` };
     }
     if (!settings.requireConfirm) return decide(sender, 'confirm', summary.intentId);
