@@ -32,6 +32,7 @@ export const defaultChatTexts = {
   blocked: 'This account is blocked.',
   otpCode: 'Your {service} code is {code}. Enter it on the website with your phone number {phone}. It expires in {minutes} minutes. Never share it.',
   otpNeedsPhone: 'I need your phone number for that. Share it with the button below, then send /otp again.',
+  unreadableNumber: 'Sorry, we cannot read your phone number as a number we can sign in, so I cannot help with it here. Please sign in on the website instead.',
   otpNeedsVisiblePhone: 'Your WhatsApp account does not show us a phone number, so I cannot send a code for one. Sign in on the website with a LOGIN code instead.',
   otpRateLimited: 'Too many codes for this number. Try again in {seconds} seconds.',
   otpCountryNotAllowed: 'We do not send codes to numbers in this country.',

@@ -292,6 +292,34 @@ describe('codes in the chat', () => {
   });
 });
 
+describe('senders whose wa_id is not their E.164 number', () => {
+  async function signInByWhatsApp(sender: Sender) {
+    const intent = await createIntent();
+    await deliver(app, notification([textMessage(sender, `LOGIN ${intent.code}`, clock.now())], sender));
+    await deliver(app, notification([buttonReply(sender, `confirm:${intent.intentId}`, 'Confirm', clock.now())], sender));
+    return poll(intent);
+  }
+
+  it.each([
+    ['a Mexican mobile reported as 521…', '5215512345678', '+525512345678'],
+    ['a Brazilian mobile reported without its ninth digit', '551187654321', '+5511987654321'],
+  ])('%s is the same user as the SMS login of its E.164 number; replies still go to the wa_id', async (_case, waId, e164) => {
+    const smsUser = await signInBySms(testApp, e164);
+    const approved = await signInByWhatsApp({ waId });
+    expect(approved).toMatchObject({ status: 'approved', user: { id: smsUser.user.id, phone: e164, whatsapp: { waId } } });
+    expect(graphSends(graph).every((send) => send.to === `+${waId}`)).toBe(true);
+  });
+
+  it('tells a sender whose number cannot be read so, instead of staying silent', async () => {
+    const sender = { waId: '999123456789' };
+    const intent = await createIntent();
+    await deliver(app, notification([textMessage(sender, `LOGIN ${intent.code}`, clock.now())], sender));
+    const [reply] = graphSends(graph);
+    expect(reply).toMatchObject({ to: '+999123456789', type: 'text', text: { body: expect.stringContaining('cannot read your phone number') } });
+    expect(await poll(intent)).toMatchObject({ status: 'pending' });
+  });
+});
+
 describe('codes requested on the web with channel whatsapp', () => {
   it('go out as the authentication template, with the code in the body and the copy-code button', async () => {
     const phone = `+${newSender().waId}`;

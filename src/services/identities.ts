@@ -4,6 +4,7 @@ import type { Session } from '../../models/session.js';
 import type { User } from '../../models/user.js';
 import type { Clock } from '../clock.js';
 import { AppError } from '../errors.js';
+import { whatsappIdToE164 } from '../phone.js';
 import { isDuplicateKey, type Reservations } from './reservations.js';
 
 export interface TelegramProfile {
@@ -13,8 +14,10 @@ export interface TelegramProfile {
 }
 
 export interface WhatsAppProfile {
-  /** `wa_id`: the sender's phone digits, when WhatsApp shows them. */
+  /** `wa_id`: the sender's phone digits as WhatsApp reports them, when it shows them (kept for addressing replies). */
   waId?: string | undefined;
+  /** The E.164 number behind `waId` (see whatsappIdToE164); the user is keyed by it, so SMS and WhatsApp agree. */
+  phone?: string | undefined;
   /** Business-scoped user id of a sender who uses a username instead of showing a phone number. */
   userId?: string | undefined;
 }
@@ -141,16 +144,17 @@ export function createIdentityService(users: Model<User>, sessions: Model<Sessio
      * appears, and the phone is attached to it (unless another user already has that phone; then they stay apart).
      * A sender seen by phone resolves to the user of that phone (the SMS user, if any), linking the WhatsApp ids.
      */
-    async resolveByWhatsApp(profile: WhatsAppProfile): Promise<User> {
+    async resolveByWhatsApp(given: WhatsAppProfile): Promise<User> {
+      const profile = { ...given, phone: given.phone ?? (given.waId ? whatsappIdToE164(given.waId) : undefined) };
       if (profile.userId) {
         const known = await users.findOne({ 'whatsapp.userId': profile.userId }).lean<User>();
         if (known) {
-          if (!profile.waId || known.phone) return known;
+          if (!profile.waId || !profile.phone || known.phone) return known;
           try {
             const withPhone = await users
               .findOneAndUpdate(
                 { _id: known._id, phone: { $exists: false } },
-                { $set: { phone: `+${profile.waId}`, 'whatsapp.waId': profile.waId, updatedAt: clock.now() } },
+                { $set: { phone: profile.phone, 'whatsapp.waId': profile.waId, updatedAt: clock.now() } },
                 { new: true, timestamps: false },
               )
               .lean<User>();
@@ -161,8 +165,8 @@ export function createIdentityService(users: Model<User>, sessions: Model<Sessio
           }
         }
       }
-      if (profile.waId) {
-        const phone = `+${profile.waId}`;
+      if (profile.waId && profile.phone) {
+        const phone = profile.phone;
         const link: Record<string, unknown> = { 'whatsapp.waId': profile.waId };
         if (profile.userId) link['whatsapp.userId'] = profile.userId;
         try {
