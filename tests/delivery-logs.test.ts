@@ -1,3 +1,4 @@
+import twilio from 'twilio';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildTestApp } from './helpers/app.js';
 import { startStubServer } from './helpers/stub-server.js';
@@ -11,6 +12,28 @@ const bot = await startStubServer();
 afterAll(() => Promise.all([graph.close(), bot.close()]));
 const testApp = await buildTestApp({ ...WHATSAPP_ENV, ...TELEGRAM_ENV, WHATSAPP_GRAPH_URL: graph.url, TELEGRAM_API_ROOT: bot.url });
 const { app, clock, sms, logs } = testApp;
+
+// The SMS providers themselves, each refusing by naming the number.
+const smsGateway = await startStubServer();
+afterAll(() => smsGateway.close());
+const viaHttpSms = await buildTestApp(
+  { SMS_PROVIDER: 'http', SMS_HTTP_URL: `${smsGateway.url}/gateway`, SMS_HTTP_SECRET: 'gateway-shared-secret-0123456789' },
+  { smsSender: undefined },
+);
+class LocalTwilioClient extends twilio.RequestClient {
+  override request<TData>(options: Parameters<twilio.RequestClient['request']>[0] & { data?: TData }) {
+    return super.request<TData>({ ...options, uri: options.uri.replace('https://api.twilio.com', smsGateway.url) });
+  }
+}
+const viaTwilio = await buildTestApp(
+  { SMS_PROVIDER: 'twilio', TWILIO_ACCOUNT_SID: 'AC00000000000000000000000000000001', TWILIO_AUTH_TOKEN: 'twilio-auth-token', TWILIO_FROM: '+15005550006' },
+  { smsSender: undefined, twilioHttpClient: new LocalTwilioClient() },
+);
+const smsGatewayRefusesNamingTheNumber = () =>
+  smsGateway.respond((request) => {
+    const to = (request.json as { to?: string } | undefined)?.to ?? new URLSearchParams(request.body).get('To') ?? '';
+    return { status: 400, body: { code: 21211, message: `The 'To' number ${to} (${to.slice(1)}) is not a valid phone number.`, status: 400 } };
+  });
 
 const graphRefusesNamingTheNumber = () =>
   graph.respond((request) => {
@@ -80,9 +103,20 @@ describe('provider failures in the log', () => {
     expect(response.statusCode).toBe(502);
   });
 
+  it('an SMS refused by the http provider and by Twilio is logged masked', async () => {
+    smsGatewayRefusesNamingTheNumber();
+    for (const { app: gateway } of [viaHttpSms, viaTwilio]) {
+      const response = await gateway.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone: `+${fresh()}` } });
+      expect(response.statusCode).toBe(502);
+    }
+    // The providers' own words reach the log, their numbers masked.
+    for (const { logs: lines } of [viaHttpSms, viaTwilio]) expect(lines.join('')).toMatch(/otp delivery failed|\+44\*+\d\d/);
+    expect(viaTwilio.logs.join('')).toMatch(/is not a valid phone number/);
+  });
+
   it('no log line holds any of those numbers unmasked', () => {
-    const text = logs.join('');
-    expect(used.length).toBe(6);
+    const text = [logs, viaHttpSms.logs, viaTwilio.logs].flat().join('');
+    expect(used.length).toBe(8);
     for (const digits of used) expect(text).not.toContain(digits);
   });
 });
