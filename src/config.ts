@@ -26,10 +26,12 @@ const testNumbers = csv.transform((entries, ctx) => {
   return map;
 });
 
-// TRUST_PROXY takes what Fastify's trustProxy takes: true/false, a hop count, or addresses/CIDRs.
+// TRUST_PROXY takes what Fastify's trustProxy takes: true/false, a hop count, or addresses/CIDRs. A number is always a
+// hop count: read as `true`, `1` would trust every X-Forwarded-For entry and let a client behind one appending proxy
+// choose its own IP.
 const trustProxy = z.string().transform((value): boolean | number | string[] => {
-  if (['true', '1', 'yes'].includes(value)) return true;
-  if (['false', '0', 'no', ''].includes(value)) return false;
+  if (['true', 'yes'].includes(value)) return true;
+  if (['false', 'no', ''].includes(value)) return false;
   if (/^\d+$/.test(value)) return Number(value);
   return value.split(',').map((item) => item.trim());
 });
@@ -121,6 +123,8 @@ export const configSchema = z.object({
 
   INTENT_TTL_SECONDS: int(30, 3600).default(300),
   INTENT_REQUIRE_CONFIRM: bool.default(true),
+  // Wrong LOGIN codes (or start tokens) one chat account may send per hour before its codes are refused until the hour ends.
+  INTENT_MAX_WRONG_CODES_PER_HOUR: int(1, 1000).default(10),
   // The name the bots use for the service people sign in to ("Sign in to Acme?").
   SERVICE_NAME: z.string().min(1).max(60).default('Chatgate'),
   // JSON object overriding chat reply texts by key (see src/chat-texts.ts), for WhatsApp and Telegram alike.
@@ -157,6 +161,8 @@ export const configSchema = z.object({
   WHATSAPP_OTP_TEMPLATE_LANGUAGE: z.string().default('en_US'),
   WHATSAPP_MAX_MESSAGE_AGE_SECONDS: int(10, 86_400).default(600),
   WHATSAPP_SEND_TIMEOUT_MS: int(500, 60_000).default(10_000),
+  // Failed signature checks allowed per client IP per minute on POST /webhooks/whatsapp; past it, 429 until the minute ends.
+  WHATSAPP_MAX_BAD_SIGNATURES_PER_MINUTE: int(1, 1_000_000).default(100),
 
   TELEGRAM_BOT_TOKEN: z.string().regex(/^\d+:[A-Za-z0-9_-]{20,}$/, 'must be the token BotFather gave, e.g. 123456:AA…').optional(),
   TELEGRAM_BOT_USERNAME: z
@@ -218,6 +224,33 @@ function productionProblems(config: Config, given: Record<string, string | undef
   if (config.CORS_ORIGINS.includes('*')) problems.push('CORS_ORIGINS: "*" (any origin) is refused in production; list the exact origins');
   if (!config.OTP_ALLOWED_COUNTRIES) {
     problems.push('OTP_ALLOWED_COUNTRIES: required in production (e.g. IN,GB; or * to accept every country knowingly)');
+  }
+  problems.push(...productionHardeningProblems(config));
+  return problems;
+}
+
+const isLoopbackHost = (host: string): boolean =>
+  host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+
+// Settings that weaken a guarantee rather than turn on a development convenience (issue 7, items 1 and 10).
+function productionHardeningProblems(config: Config): string[] {
+  const problems: string[] = [];
+  if (config.TRUST_PROXY === true) {
+    problems.push('TRUST_PROXY: "true" trusts every X-Forwarded-For entry, so clients choose their IP; give the hop count or the proxy addresses/CIDRs');
+  }
+  if (!config.INTENT_REQUIRE_CONFIRM) {
+    problems.push('INTENT_REQUIRE_CONFIRM: "false" signs in whoever sends a code without asking; refused in production');
+  }
+  if (config.OTP_LENGTH < 6) problems.push('OTP_LENGTH: at least 6 digits in production');
+  for (const name of ['WHATSAPP_GRAPH_URL', 'TELEGRAM_API_ROOT', 'SMS_HTTP_URL', 'PUBLIC_URL'] as const) {
+    const value = config[name];
+    if (!value) continue;
+    const url = new URL(value);
+    if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) problems.push(`${name}: must be https:// in production (http:// only to loopback)`);
+  }
+  for (const name of ['WHATSAPP_APP_SECRET', 'TELEGRAM_WEBHOOK_SECRET', 'SMS_HTTP_SECRET'] as const) {
+    const value = config[name];
+    if (value && value.length < 32) problems.push(`${name}: at least 32 characters in production`);
   }
   return problems;
 }

@@ -67,6 +67,54 @@ describe('configuration', () => {
     expect(config.TRUST_PROXY).toBe(2);
     expect(loadConfig({ TRUST_PROXY: '10.0.0.0/8,127.0.0.1' }).TRUST_PROXY).toEqual(['10.0.0.0/8', '127.0.0.1']);
   });
+
+  it('reads TRUST_PROXY=1 as one hop, never as "trust everything"', () => {
+    expect(loadConfig({ TRUST_PROXY: '1' }).TRUST_PROXY).toBe(1);
+    expect(loadConfig({ TRUST_PROXY: '0' }).TRUST_PROXY).toBe(0);
+  });
+});
+
+describe('production hardening', () => {
+  const safe = {
+    NODE_ENV: 'production',
+    OTP_PEPPER: 'p'.repeat(40),
+    JWT_PRIVATE_JWKS: '{"keys":[]}',
+    MONGODB_URI: 'mongodb://db.internal:27017/chatgate',
+    SMS_PROVIDER: 'http',
+    SMS_HTTP_URL: 'https://sms.example/send',
+    SMS_HTTP_SECRET: 's'.repeat(32),
+    JWT_ISSUER: 'https://auth.example.com',
+  };
+  const whatsapp = {
+    WHATSAPP_VERIFY_TOKEN: 'verify-token',
+    WHATSAPP_APP_SECRET: 'a'.repeat(32),
+    WHATSAPP_ACCESS_TOKEN: 'token',
+    WHATSAPP_PHONE_NUMBER_ID: '1065',
+  };
+
+  it('starts with hop counts, proxy CIDRs, https and loopback http providers, long secrets', () => {
+    expect(problemsOf({ ...safe, TRUST_PROXY: '1' })).toEqual([]);
+    expect(problemsOf({ ...safe, TRUST_PROXY: '10.0.0.0/8' })).toEqual([]);
+    expect(problemsOf({ ...safe, ...whatsapp, WHATSAPP_GRAPH_URL: 'http://127.0.0.1:8080' })).toEqual([]);
+    expect(problemsOf({ ...safe, SMS_HTTP_URL: 'http://localhost:9000/send' })).toEqual([]);
+  });
+
+  it.each([
+    ['TRUST_PROXY', { TRUST_PROXY: 'true' }],
+    ['INTENT_REQUIRE_CONFIRM', { INTENT_REQUIRE_CONFIRM: 'false' }],
+    ['OTP_LENGTH', { OTP_LENGTH: '5' }],
+    ['SMS_HTTP_URL', { SMS_HTTP_URL: 'http://sms.example/send' }],
+    ['SMS_HTTP_SECRET', { SMS_HTTP_SECRET: 's'.repeat(31) }],
+    ['WHATSAPP_GRAPH_URL', { ...whatsapp, WHATSAPP_GRAPH_URL: 'http://graph.example' }],
+    ['WHATSAPP_APP_SECRET', { ...whatsapp, WHATSAPP_APP_SECRET: 'a'.repeat(31) }],
+    ['TELEGRAM_API_ROOT', { TELEGRAM_API_ROOT: 'http://telegram.example' }],
+    [
+      'TELEGRAM_WEBHOOK_SECRET',
+      { TELEGRAM_BOT_TOKEN: '1:AAAAAAAAAAAAAAAAAAAAAAAA', TELEGRAM_BOT_USERNAME: 'x_bot_1', TELEGRAM_WEBHOOK_SECRET: 't'.repeat(31) },
+    ],
+  ])('refuses a weak %s', (variable, change) => {
+    expect(problemsOf({ ...safe, ...change }).some((problem) => problem.startsWith(variable))).toBe(true);
+  });
 });
 
 describe('production', () => {

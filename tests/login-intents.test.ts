@@ -173,3 +173,21 @@ describe('answering a login intent from a chat', () => {
     await expect(intents.approve(intent.intentId, alice, blocked!)).rejects.toMatchObject({ code: 'user_blocked' });
   });
 });
+
+describe('wrong codes per chat sender', () => {
+  it('of 30 concurrent wrong codes from one sender, exactly 10 are looked up and the rest refused with rate_limited', async () => {
+    const guesser = { channel: 'whatsapp' as const, subject: '+447911999001' };
+    // The right code hides among the guesses: past the tenth wrong one, even it must not be looked up.
+    const target = await createIntent();
+    const guesses = Array.from({ length: 30 }, (_, index) => `WRNG${String(index).padStart(2, '3')}`);
+    const results = await Promise.allSettled([...guesses, target.code].map((code) => intents.claim({ code }, guesser)));
+    const codes = results.map((result) => (result.status === 'rejected' ? (result.reason as { code: string }).code : 'claimed'));
+    const lookedUp = codes.filter((code) => code !== 'rate_limited').length;
+    expect(lookedUp).toBeLessThanOrEqual(11);
+    expect(codes.filter((code) => code === 'not_found').length).toBeLessThanOrEqual(10);
+    expect(codes.filter((code) => code === 'rate_limited').length).toBeGreaterThanOrEqual(20);
+    // Another sender is not affected.
+    const intent = await createIntent();
+    await expect(intents.claim({ code: intent.code }, { channel: 'whatsapp', subject: '+447911999002' })).resolves.toMatchObject({ intentId: intent.intentId });
+  });
+});

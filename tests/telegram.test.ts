@@ -125,7 +125,7 @@ describe('signing in on the web through the bot', () => {
     const person = newPerson();
     const intent = await createIntent();
     const prompt = await openDeepLink(person, intent);
-    expect(prompt.body.text).toContain('Chrome/141.0');
+    expect(prompt.body.text).toContain('Device: Chrome 141 on Windows 10');
     expect(prompt.body.text).toContain('198.51.100.23');
     expect(prompt.body.reply_markup!.inline_keyboard![0]!.map((button) => [button.text, button.callback_data])).toEqual([
       ['Confirm', `confirm:${intent.intentId}`],
@@ -282,6 +282,25 @@ describe('sharing a phone number', () => {
     await openDeepLink(person, intent);
     await deliverUpdate(app, callbackUpdate(person, `confirm:${intent.intentId}`, 81, clock.now()));
     expect((await poll(intent)).user?.id).toBe(viaSms.user.id);
+  });
+
+  it('a merge left unfinished by a process that died is taken over once its lease has run out', async () => {
+    const person = newPerson();
+    const phone = newPhone();
+    const viaSms = await signInBySms(testApp, phone);
+    await deliverUpdate(app, textUpdate(person, '/start', clock.now()));
+    // What a process that died mid-merge leaves behind: the lock, never released (FerretDB has no TTL).
+    expect(await app.services.reservations.reserve(`telegram-merge:${person.id}`, 60, { startedAt: clock.now().toISOString() })).toBe(true);
+
+    await linkOwnPhone(person, phone);
+    expect(botCalls(api).at(-1)?.body.text).toContain('Something went wrong');
+    expect((await findUser({ 'telegram.id': person.id }))?._id.toString()).not.toBe(viaSms.user.id);
+
+    clock.advance(121);
+    api.requests.length = 0;
+    await linkOwnPhone(person, phone);
+    expect(botCalls(api).at(-1)?.body.text).toContain('is now linked');
+    expect((await findUser({ 'telegram.id': person.id }))?._id.toString()).toBe(viaSms.user.id);
   });
 
   it('refuses to move a Telegram account onto a blocked user', async () => {

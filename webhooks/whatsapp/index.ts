@@ -1,3 +1,4 @@
+import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { errorResponses } from '../../src/api-docs/schemas.js';
@@ -6,13 +7,16 @@ import { bodyDocumentedOnly } from '../../src/http/input.js';
 import type { Inbox } from '../../src/services/inbox.js';
 import { inboundMessage, senderContact, webhookEnvelope, type SenderContact } from './payload.js';
 import { secretsMatch } from '../../src/secrets.js';
-import { isValidSignature } from './signature.js';
+import { createFailureCounter, isValidSignature, SIGNATURE_HEADER } from './signature.js';
+import type { Clock } from '../../src/clock.js';
 
 export interface WhatsAppWebhookOptions {
   verifyToken: string;
   appSecret: string;
   phoneNumberId: string;
   inbox: Inbox;
+  maxBadSignaturesPerMinute: number;
+  clock: Clock;
 }
 
 // Meta sends up to 3 MB per request and batches many messages; the rest of the server keeps its small limit.
@@ -71,9 +75,25 @@ export const whatsappWebhook: FastifyPluginAsyncZod<WhatsAppWebhookOptions> = as
     return reply.type('text/plain; charset=utf-8').send(challenge);
   });
 
-  app.post('/webhooks/whatsapp', notificationRoute, async (request, reply) => {
+  const badSignatures = createFailureCounter(options.maxBadSignaturesPerMinute, 60, options.clock);
+  // Before the body is read: a stranger's 4 MB is neither buffered nor hashed when it cannot be signed, and an IP that
+  // keeps sending bad signatures is turned away for the rest of the minute.
+  const refuseUnsignedEarly = async (request: FastifyRequest) => {
+    const waitSeconds = badSignatures.blockedFor(request.ip);
+    if (waitSeconds > 0) {
+      throw new AppError('rate_limited', `Too many bad signatures. Try again in ${waitSeconds} seconds.`, { retryAfter: waitSeconds });
+    }
+    const header = request.headers['x-hub-signature-256'];
+    if (typeof header !== 'string' || !SIGNATURE_HEADER.test(header)) {
+      badSignatures.record(request.ip);
+      throw new AppError('invalid_signature', 'The X-Hub-Signature-256 header is missing or malformed.');
+    }
+  };
+
+  app.post('/webhooks/whatsapp', { ...notificationRoute, onRequest: refuseUnsignedEarly }, async (request, reply) => {
     const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     if (!isValidSignature(raw, request.headers['x-hub-signature-256'] as string | undefined, options.appSecret)) {
+      badSignatures.record(request.ip);
       throw new AppError('invalid_signature', 'The X-Hub-Signature-256 header does not match the body.');
     }
 
