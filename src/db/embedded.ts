@@ -337,11 +337,11 @@ function runEnsureScript(script: string, options: EmbeddedOptions): Promise<stri
     pending = lines.pop() ?? '';
     for (const line of lines.filter((text) => text.trim() !== '')) {
       lastLines = `${lastLines}\n${line}`.slice(-1000);
-      options.log(`${line.replace(/^ensure-ferretdb: /, 'FerretDB: ')} (${elapsed()})`);
+      options.log(`FerretDB build, ${elapsed()}: ${line.replace(/^ensure-ferretdb: /, '')}`);
     }
   });
   // Go prints nothing while it compiles: a line every 10 s says we are still at it.
-  const ticker = setInterval(() => options.log(`FerretDB: still building (${elapsed()}); this happens once`), 10_000);
+  const ticker = setInterval(() => options.log(`FerretDB build, ${elapsed()}: still compiling; this happens once`), 10_000);
   const timeout = setTimeout(() => child.kill('SIGTERM'), 600_000);
   return new Promise((resolve, reject) => {
     child.once('error', reject);
