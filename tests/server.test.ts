@@ -87,6 +87,35 @@ async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean
   }
 }
 
+describe('the start log', () => {
+  it('says where the gateway answers, in which mode, with what, and warns loudly in development', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'chatgate-server-'));
+    const uri = `${inject('mongoUri').replace(/\/$/, '')}/chatgate_test_start_log`;
+    const server = startServer({ MONGODB_URI: uri, DATA_DIR: dataDir, HOST: '0.0.0.0', PORT: '0' });
+    const [, port] = await server.waitFor(/Server listening at http:\/\/[^:]+:(\d+)/);
+    await server.waitFor(/API docs/);
+    const lines = server.output().trim().split('\n').map((line) => JSON.parse(line) as { level: number; msg: string; [field: string]: unknown });
+    const said = (pattern: RegExp) => lines.find((line) => pattern.test(line.msg));
+    expect(said(/^DEVELOPMENT MODE \(NODE_ENV is unset\): the console SMS provider prints codes to this log/)?.level).toBe(40);
+    expect(said(/^chatgate ready at /)).toMatchObject({
+      msg: `chatgate ready at http://localhost:${port} (development, Node ${process.version})`,
+      url: `http://localhost:${port}`,
+      environment: 'development',
+      engine: 'external',
+      sms: 'console',
+      node: process.version,
+    });
+    expect(said(/^SMS provider: console, codes are printed to this log/)).toBeDefined();
+    expect(said(/^chat channels: /)?.msg).toBe(
+      'chat channels: SMS on; WhatsApp off (set WHATSAPP_VERIFY_TOKEN and WHATSAPP_APP_SECRET to turn it on); ' +
+        'Telegram off (set TELEGRAM_BOT_TOKEN and TELEGRAM_BOT_USERNAME to turn it on)',
+    );
+    expect(said(/^API docs: /)?.msg).toBe(`API docs: http://localhost:${port}/docs`);
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+  });
+});
+
 describe('the embedded database of the server process', () => {
   const dataDirs: string[] = [];
   const children: Array<ReturnType<typeof startServer>['child']> = [];
