@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -104,5 +104,38 @@ describe('the embedded database', () => {
     expect(log).toEqual([expect.stringMatching(/^mongod is unavailable/)]);
     const marker = JSON.parse(await readFile(path.join(cacheDir, 'mongod-unavailable.json'), 'utf8')) as { retryAfter: string };
     expect(Date.parse(marker.retryAfter)).toBeGreaterThan(Date.now());
+  });
+
+  describe('building FerretDB on a first start', () => {
+    // A stand-in `go` first on PATH, reporting the given version and failing every other command, keeps these tests
+    // to the build's first steps (the real build takes a minute or two).
+    const withGo = async (version: string) => {
+      const bin = await temporaryDir('chatgate-fake-go-');
+      await writeFile(
+        path.join(bin, 'go'),
+        `#!/bin/sh\ncase "$1 $2" in\n  "env GOVERSION") echo ${version} ;;\n  "env GOPATH") echo ${bin}/gopath ;;\n  *) echo "go: no network here" >&2; exit 1 ;;\nesac\n`,
+      );
+      await chmod(path.join(bin, 'go'), 0o755);
+      vi.stubEnv('PATH', `${bin}:${process.env.PATH ?? ''}`);
+      vi.stubEnv('GOPATH', '');
+      return temporaryDir('chatgate-empty-cache-');
+    };
+
+    it('logs each step as it happens and says why the build failed', async () => {
+      const cacheDir = await withGo('go1.24.0');
+      const log: string[] = [];
+      const starting = startEmbeddedDatabase({ engine: 'ferretdb', dataDir: undefined, cacheDir, log: (line) => log.push(line) });
+      await expect(starting).rejects.toThrow(/building FerretDB failed: .*go: no network here/s);
+      expect(log.slice(0, 2)).toEqual([
+        `FerretDB build, 0 s: building FerretDB v1.24.2 into ${cacheDir} with go1.24.0 (about two minutes, once)`,
+        'FerretDB build, 0 s: downloading github.com/FerretDB/FerretDB@v1.24.2 and its modules',
+      ]);
+    });
+
+    it('refuses a Go older than FerretDB v1.24.2 needs, saying which', async () => {
+      const cacheDir = await withGo('go1.22.5');
+      const starting = startEmbeddedDatabase({ engine: 'ferretdb', dataDir: undefined, cacheDir, log: () => undefined });
+      await expect(starting).rejects.toThrow('FerretDB v1.24.2 needs Go 1.24 or newer, this is go1.22.5');
+    });
   });
 });

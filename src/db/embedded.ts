@@ -254,7 +254,8 @@ async function lockDataDir(dataDir: string): Promise<{ record(extra: Partial<Loc
       await writeFile(file, `${JSON.stringify(holder)}\n`, { flag: 'wx' });
       heldLocks.add(file);
       return {
-        record: (extra) => writeFile(file, `${JSON.stringify({ ...holder, ...extra })}\n`),
+        // Best effort: the engine's pid only helps to clean up after a crash; the lock itself is already ours.
+        record: (extra) => writeFile(file, `${JSON.stringify({ ...holder, ...extra })}\n`).catch(() => undefined),
         release: async () => {
           heldLocks.delete(file);
           await rm(file, { force: true });
@@ -349,8 +350,10 @@ function runEnsureScript(script: string, options: EmbeddedOptions): Promise<stri
       clearInterval(ticker);
       clearTimeout(timeout);
       const bin = stdout.trim().split('\n').pop();
+      // The last lines say why; the earlier ones were progress, already logged.
+      const why = lastLines.trim().split('\n').slice(-2).join(' ').replace(/ensure-ferretdb: /g, '');
       if (code === 0 && bin) resolve(bin);
-      else reject(new Error(`building FerretDB failed: ${lastLines.trim() || `exit code ${code}`}`));
+      else reject(new Error(`building FerretDB failed: ${why || `exit code ${code}`}`));
     });
   });
 }
