@@ -25,13 +25,13 @@ export GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local GOPATH="${GOPATH:-$(
 # check), and FerretDB refuses to run without a version stamp that only its own release build writes.
 # So: download the exact module, stamp build/version/version.txt, and build it as the main module.
 echo "ensure-ferretdb: building FerretDB $version into $cache with $go_version (about two minutes, once)" >&2
-echo "ensure-ferretdb: downloading github.com/FerretDB/FerretDB@$version and its modules" >&2
+echo "ensure-ferretdb: downloading github.com/FerretDB/FerretDB@$version" >&2
 dir="$(cd "$work" && go mod download -json "github.com/FerretDB/FerretDB@$version" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')"
 [ -n "$dir" ] || { echo "ensure-ferretdb: could not download github.com/FerretDB/FerretDB@$version" >&2; exit 1; }
 cp -r "$dir" "$work/src" && chmod -R u+w "$work/src"
 echo "$version" > "$work/src/build/version/version.txt"
 mkdir -p "$(dirname "$bin")"
-echo "ensure-ferretdb: compiling (Go prints nothing until it is done)" >&2
+echo "ensure-ferretdb: fetching its dependencies and compiling (Go prints nothing until it is done)" >&2
 (cd "$work/src" && go build -trimpath -o "$bin.tmp" ./cmd/ferretdb) >&2
 mv "$bin.tmp" "$bin"
 echo "ensure-ferretdb: built $bin in $((SECONDS - started)) s" >&2
