@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { defaultChatTexts } from './chat-texts.js';
 
@@ -58,6 +59,8 @@ export const configSchema = z.object({
   MONGODB_URI: z.string().regex(/^mongodb(\+srv)?:\/\//, 'must be a mongodb:// or mongodb+srv:// URI').optional(),
   EMBEDDED_DB_ENGINE: z.enum(['auto', 'mongod', 'ferretdb']).default('auto'),
   FERRETDB_BIN: z.string().optional(),
+  // Where the FerretDB build and the memory of a failed mongod download are kept (default ~/.cache/chatgate).
+  CHATGATE_CACHE_DIR: z.string().optional(),
 
   TRUST_PROXY: trustProxy.default(false),
   BODY_LIMIT_BYTES: int(1024, 10 * 1024 * 1024).default(64 * 1024),
@@ -114,6 +117,7 @@ export const configSchema = z.object({
 
   JWT_PRIVATE_JWKS: z.string().optional(),
   JWT_ALG: z.enum(['ES256', 'RS256', 'EdDSA']).default('ES256'),
+  // Unset in development: PUBLIC_URL, else http://localhost:<PORT> (see loadConfig). Required in production.
   JWT_ISSUER: z.string().min(1).default('http://localhost:3000'),
   JWT_AUDIENCE: z.string().min(1).default('chatgate'),
   ACCESS_TOKEN_TTL_SECONDS: int(60, 86_400).default(900),
@@ -192,10 +196,52 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * Secrets that may also be given as a file, `<NAME>_FILE` (Docker and Kubernetes secrets): the file's content, without
+ * its trailing newline, becomes the value. Add a secret variable here when it is added to the schema.
+ */
+export const SECRET_FILE_VARIABLES = [
+  'OTP_PEPPER',
+  'JWT_PRIVATE_JWKS',
+  'TWILIO_AUTH_TOKEN',
+  'SMS_HTTP_SECRET',
+  'WHATSAPP_APP_SECRET',
+  'WHATSAPP_ACCESS_TOKEN',
+  'WHATSAPP_VERIFY_TOKEN',
+  'TELEGRAM_BOT_TOKEN',
+  'TELEGRAM_WEBHOOK_SECRET',
+  'MONGODB_URI',
+] as const;
+
+// Reads every `<NAME>_FILE`; the problems name the variable and the path, never what the file holds.
+function readSecretFiles(present: Record<string, string>): { values: Record<string, string>; problems: string[] } {
+  const values: Record<string, string> = {};
+  const problems: string[] = [];
+  for (const name of SECRET_FILE_VARIABLES) {
+    const file = present[`${name}_FILE`];
+    if (file === undefined) continue;
+    if (present[name] !== undefined) {
+      problems.push(`${name}: set either ${name} or ${name}_FILE, not both`);
+      continue;
+    }
+    try {
+      values[name] = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    } catch (error) {
+      problems.push(`${name}_FILE: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+    }
+  }
+  return { values, problems };
+}
+
 /** Parses the environment; throws ConfigError naming every bad or missing variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // An empty value in a .env file means "unset", so defaults apply.
-  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const given = Object.fromEntries(
+    Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1] !== ''),
+  );
+  const secretFiles = readSecretFiles(given);
+  if (secretFiles.problems.length > 0) throw new ConfigError(secretFiles.problems);
+  const present: Record<string, string> = { ...given, ...secretFiles.values };
   const parsed = configSchema.safeParse(present);
   if (!parsed.success) {
     throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.') || 'environment'}: ${issue.message}`));
@@ -203,7 +249,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const config = parsed.data;
   const problems = [...productionProblems(config, present), ...providerProblems(config), ...guessingProblems(config)];
   if (problems.length > 0) throw new ConfigError(problems);
-  return { ...config, SMS_PROVIDER: config.SMS_PROVIDER ?? (config.NODE_ENV === 'production' ? undefined : 'console') };
+  return {
+    ...config,
+    SMS_PROVIDER: config.SMS_PROVIDER ?? (config.NODE_ENV === 'production' ? undefined : 'console'),
+    // Development tokens name the address this gateway really answers on (production requires JWT_ISSUER).
+    JWT_ISSUER: present.JWT_ISSUER ? config.JWT_ISSUER : (config.PUBLIC_URL?.replace(/\/+$/, '') ?? `http://localhost:${config.PORT}`),
+  };
 }
 
 export const whatsappEnabled = (config: Config): boolean => !!(config.WHATSAPP_VERIFY_TOKEN && config.WHATSAPP_APP_SECRET);

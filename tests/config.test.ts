@@ -163,3 +163,62 @@ describe('.env.example', () => {
     expect(documented).toEqual(Object.keys(configSchema.shape).sort());
   });
 });
+
+describe('the JWT issuer in development', () => {
+  it('follows PORT, or PUBLIC_URL when set, unless JWT_ISSUER is given', () => {
+    expect(loadConfig({}).JWT_ISSUER).toBe('http://localhost:3000');
+    expect(loadConfig({ PORT: '8080' }).JWT_ISSUER).toBe('http://localhost:8080');
+    expect(loadConfig({ PORT: '8080', PUBLIC_URL: 'https://auth.example.com/' }).JWT_ISSUER).toBe('https://auth.example.com');
+    expect(loadConfig({ PORT: '8080', JWT_ISSUER: 'https://id.example.com' }).JWT_ISSUER).toBe('https://id.example.com');
+  });
+});
+
+describe('secrets from files (<NAME>_FILE)', () => {
+  const secretFile = async (content: string): Promise<string> => {
+    const { mkdtemp, writeFile } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const file = path.join(await mkdtemp(path.join(tmpdir(), 'chatgate-secret-')), 'secret');
+    await writeFile(file, content, { mode: 0o600 });
+    return file;
+  };
+
+  it('reads the value from the file, without its trailing newline', async () => {
+    const pepper = 'f'.repeat(40);
+    const config = loadConfig({
+      OTP_PEPPER_FILE: await secretFile(`${pepper}\n`),
+      MONGODB_URI_FILE: await secretFile('mongodb://db.internal:27017/chatgate\r\n'),
+    });
+    expect(config.OTP_PEPPER).toBe(pepper);
+    expect(config.MONGODB_URI).toBe('mongodb://db.internal:27017/chatgate');
+  });
+
+  it('accepts a file for every secret variable', async () => {
+    const { SECRET_FILE_VARIABLES, configSchema } = await import('../src/config.js');
+    for (const name of SECRET_FILE_VARIABLES) expect(Object.keys(configSchema.shape)).toContain(name);
+    const config = loadConfig({
+      TELEGRAM_BOT_TOKEN_FILE: await secretFile('123456:AAAAAAAAAAAAAAAAAAAAAAAAAAAA\n'),
+      TELEGRAM_BOT_USERNAME: 'chatgate_bot',
+      TELEGRAM_WEBHOOK_SECRET_FILE: await secretFile('w'.repeat(32)),
+    });
+    expect(config.TELEGRAM_BOT_TOKEN).toBe('123456:AAAAAAAAAAAAAAAAAAAAAAAAAAAA');
+    expect(config.TELEGRAM_WEBHOOK_SECRET).toBe('w'.repeat(32));
+  });
+
+  it('validates the value read from the file like any other', async () => {
+    expect(problemsOf({ OTP_PEPPER_FILE: await secretFile('short\n') }).some((problem) => problem.startsWith('OTP_PEPPER'))).toBe(true);
+  });
+
+  it('refuses both NAME and NAME_FILE', async () => {
+    const problems = problemsOf({ OTP_PEPPER: 'p'.repeat(40), OTP_PEPPER_FILE: await secretFile('q'.repeat(40)) });
+    expect(problems).toEqual(['OTP_PEPPER: set either OTP_PEPPER or OTP_PEPPER_FILE, not both']);
+  });
+
+  it('names the variable of an unreadable file, never its content', async () => {
+    const problems = problemsOf({ TWILIO_AUTH_TOKEN_FILE: '/nonexistent/twilio-token' });
+    expect(problems).toEqual(['TWILIO_AUTH_TOKEN_FILE: cannot read /nonexistent/twilio-token (ENOENT)']);
+    const shortProblems = problemsOf({ SMS_PROVIDER: 'http', SMS_HTTP_URL: 'https://sms.example', SMS_HTTP_SECRET_FILE: await secretFile('abc-secret') });
+    expect(shortProblems.some((problem) => problem.startsWith('SMS_HTTP_SECRET'))).toBe(true);
+    expect(shortProblems.join('\n')).not.toContain('abc-secret');
+  });
+});

@@ -108,7 +108,7 @@ export function createIdentityService(users: Model<User>, sessions: Model<Sessio
     for (let attempt = 0; ; attempt++) {
       try {
         const user = await users
-          .findOneAndUpdate(filter, update, { upsert: true, new: true, timestamps: false })
+          .findOneAndUpdate(filter, update, { upsert: true, returnDocument: 'after', timestamps: false })
           .lean<User>();
         return user!;
       } catch (error) {
@@ -155,7 +155,7 @@ export function createIdentityService(users: Model<User>, sessions: Model<Sessio
               .findOneAndUpdate(
                 { _id: known._id, phone: { $exists: false } },
                 { $set: { phone: profile.phone, 'whatsapp.waId': profile.waId, updatedAt: clock.now() } },
-                { new: true, timestamps: false },
+                { returnDocument: 'after', timestamps: false },
               )
               .lean<User>();
             return withPhone ?? known;
@@ -196,7 +196,7 @@ export function createIdentityService(users: Model<User>, sessions: Model<Sessio
       if (!owner) {
         try {
           const linked = await users
-            .findOneAndUpdate({ _id: telegramUser._id, phone: { $exists: false } }, { $set: { phone, updatedAt: clock.now() } }, { new: true, timestamps: false })
+            .findOneAndUpdate({ _id: telegramUser._id, phone: { $exists: false } }, { $set: { phone, updatedAt: clock.now() } }, { returnDocument: 'after', timestamps: false })
             .lean<User>();
           if (linked?.phone === phone) return { outcome: 'linked', user: linked };
         } catch (error) {
