@@ -57,10 +57,11 @@ export const renderChatText = (template: string, values: Record<string, string |
 export function createChatVoice(texts: ChatTexts, serviceName: string) {
   const say = (key: ChatTextKey, values: Record<string, string | number> = {}): string =>
     renderChatText(texts[key], { service: serviceName, ...values });
+  // `this: void`: the channels destructure these methods, and none of them uses `this`.
   return {
     say,
     /** Why a sign-in request could not be answered, from the service's error code. */
-    refusal(code: string, retryAfter?: unknown): string {
+    refusal(this: void, code: string, retryAfter?: unknown): string {
       switch (code) {
         case 'rate_limited':
           return say('tooManyLoginCodes', { minutes: Math.max(1, Math.ceil(Number(retryAfter ?? 3600) / 60)) });
@@ -77,13 +78,13 @@ export function createChatVoice(texts: ChatTexts, serviceName: string) {
       }
     },
     /** What to tell someone whose request for a code was refused, for the refusals a person can act on. */
-    otpRefusal(code: string, retryAfter: unknown): string | undefined {
+    otpRefusal(this: void, code: string, retryAfter: unknown): string | undefined {
       if (code === 'rate_limited') return say('otpRateLimited', { seconds: Number(retryAfter ?? 30) });
       if (code === 'country_not_allowed') return say('otpCountryNotAllowed');
       return undefined;
     },
     /** What the person is asked to confirm: which browser asked to sign in, from where and when. */
-    confirmPrompt(request: { userAgent: string | null; ip: string | null; createdAt: Date }): string {
+    confirmPrompt(this: void, request: { userAgent: string | null; ip: string | null; createdAt: Date }): string {
       return say('confirmPrompt', {
         userAgent: describeDevice(request.userAgent),
         ip: request.ip ?? 'unknown',

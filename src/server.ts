@@ -44,12 +44,12 @@ async function main(): Promise<void> {
       cacheDir: config.CHATGATE_CACHE_DIR,
       log: (message) => log.info(message),
     });
-    started.push({ name: 'embedded database', stop: embedded.stop });
+    started.push({ name: 'embedded database', stop: () => embedded!.stop() });
     uri = embedded.uri;
     log.info({ engine: embedded.engine, enginePid: embedded.pid }, `database: embedded ${embedded.description}`);
   }
   const database = await connectDatabase(uri, { dbName: embedded ? 'chatgate' : undefined });
-  started.push({ name: 'database connection', stop: database.close });
+  started.push({ name: 'database connection', stop: () => database.close() });
   if (database.skippedIndexes.length > 0) {
     log.warn({ indexes: database.skippedIndexes }, 'the database engine has no TTL indexes: expired records are refused by their expiry checks but stay stored');
   }

@@ -24,4 +24,4 @@ export function bearerToken(header: string | undefined): string | undefined {
  * against a signature on its raw bytes first, and whose schema in the OpenAPI document is documentation only.
  */
 export const bodyDocumentedOnly: FastifySchemaCompiler<unknown> = (route) =>
-  route.httpPart === 'body' ? (data) => ({ value: data }) : validatorCompiler(route as FastifyRouteSchemaDef<z.ZodType>);
+  route.httpPart === 'body' ? (data: unknown) => ({ value: data }) : validatorCompiler(route as FastifyRouteSchemaDef<z.ZodType>);
