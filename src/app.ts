@@ -1,5 +1,5 @@
 import rateLimit from '@fastify/rate-limit';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import pino, { type DestinationStream } from 'pino';
 import type { Channel } from '../models/channels.js';
@@ -76,9 +76,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Ids: the caller's X-Request-Id when safe, else a random one; in every log line as requestId.
     genReqId: requestIdFor,
     requestIdHeader: false,
-    requestIdLogLabel: 'requestId',
-    // One line per request instead of Fastify's two (src/observability/logging.ts).
-    disableRequestLogging: true,
+    // requestId in every log line, and one line per request instead of Fastify's two (src/observability/logging.ts).
+    logController: new LogController({ requestIdLogLabel: 'requestId', disableRequestLogging: true }),
   });
   app.addHook('onRequest', async (request, reply) => {
     reply.header(REQUEST_ID_HEADER, request.id);

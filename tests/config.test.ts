@@ -84,6 +84,7 @@ describe('production hardening', () => {
     SMS_HTTP_URL: 'https://sms.example/send',
     SMS_HTTP_SECRET: 's'.repeat(32),
     JWT_ISSUER: 'https://auth.example.com',
+    OTP_ALLOWED_COUNTRIES: 'IN',
   };
   const whatsapp = {
     WHATSAPP_VERIFY_TOKEN: 'verify-token',

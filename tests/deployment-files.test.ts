@@ -135,7 +135,7 @@ describe('the production install', () => {
   });
 
   it('keeps the helper commands runnable as compiled JavaScript', () => {
-    expect(packageJson.scripts.build).toBe('tsc -p tsconfig.json');
+    expect(packageJson.scripts.build).toMatch(/^tsc -p tsconfig\.json( |$)/);
     const tsconfig = JSON.parse(read('tsconfig.json')) as { include: string[] };
     expect(tsconfig.include).toContain('scripts');
   });

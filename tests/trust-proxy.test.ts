@@ -2,6 +2,7 @@ import { request } from 'node:http';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildTestApp, type TestApp } from './helpers/app.js';
 import { startForwardingProxy, type ForwardingProxy } from './helpers/forwarding-proxy.js';
+import { WHATSAPP_ENV } from './helpers/whatsapp.js';
 
 // The client connects from 127.0.0.2 and claims to be 6.6.6.6; the proxies connect onward from 127.0.0.1 and 127.0.0.3.
 const CLIENT = '127.0.0.2';
@@ -13,7 +14,8 @@ afterAll(async () => {
 });
 
 async function listening(env: Record<string, string>): Promise<{ testApp: TestApp; url: string }> {
-  const testApp = await buildTestApp(env);
+  // Login intents (whose stored IP these tests read) need a chat channel on.
+  const testApp = await buildTestApp({ ...WHATSAPP_ENV, ...env });
   const url = await testApp.app.listen({ port: 0, host: '127.0.0.1' });
   return { testApp, url };
 }
