@@ -59,13 +59,28 @@ export function createOtpService(deps: OtpDeps) {
 
   const newCode = (): string => randomInt(0, 10 ** settings.length).toString().padStart(settings.length, '0');
 
-  function chooseSender(requested: RequestedChannel, phone: string, user: User | null): CodeSender {
+  /**
+   * Which sender takes this code. `auto` tries, cheapest first: the Telegram bot when the phone's Telegram account is
+   * linked, the Telegram Gateway when it can reach the phone, WhatsApp when linked, then SMS. A sender that must ask
+   * its provider (`prepare`, the Gateway) is asked here, after the per-phone limits, because asking may cost money;
+   * under `auto` a provider that cannot reach the phone, or fails to answer, passes the turn to the next channel.
+   */
+  async function chooseSender(requested: RequestedChannel, phone: string, user: User | null): Promise<CodeSender> {
     const order = requested === 'auto' ? AUTO_ORDER : [requested];
     for (const channel of order) {
       const sender = senders[channel];
-      // "auto" only uses a chat channel the person is already known on.
-      const known = requested !== 'auto' || channel === 'sms' || (channel === 'telegram' ? !!user?.telegram?.id : !!user?.whatsapp?.waId);
-      if (sender && known && sender.canReach({ phone, user })) return sender;
+      // "auto" only uses a chat channel the person is already known on, unless its sender can find out itself.
+      const known =
+        requested !== 'auto' || channel === 'sms' || !!sender?.prepare || (channel === 'telegram' ? !!user?.telegram?.id : !!user?.whatsapp?.waId);
+      if (!sender || !known || !sender.canReach({ phone, user })) continue;
+      if (!sender.prepare) return sender;
+      try {
+        const ready = await sender.prepare({ phone, user });
+        if (ready) return ready;
+      } catch (error) {
+        log.warn({ phone: maskPhone(phone), channel, reason: scrubExternalText(String(error instanceof Error ? error.message : error)) }, 'otp sender could not check the phone');
+        if (requested !== 'auto') throw new AppError('delivery_failed', 'We could not deliver the code. Try again in a moment.', { channel });
+      }
     }
     throw new AppError('channel_unavailable', `We cannot send a code to this phone over ${requested}.`, { channel: requested });
   }
@@ -141,10 +156,9 @@ export function createOtpService(deps: OtpDeps) {
         throw new AppError('country_not_allowed', 'We do not send codes to numbers in this country.', { country: country ?? null });
       }
       const user = input.channel === 'sms' || input.via ? null : await identities.findByPhone(phone);
-      const sender = input.via ?? chooseSender(input.channel, phone, user);
-
       const now = clock.now();
       const sendSeq = await nextSendSeq(phone, now);
+      const sender = input.via ?? (await chooseSender(input.channel, phone, user));
       const challengeId = new Types.ObjectId();
       const code = fixedCode ?? newCode();
       const expiresAt = new Date(now.getTime() + settings.ttlSeconds * 1000);
