@@ -27,7 +27,13 @@ export interface AuthorizationChecks {
 export function createTelegramOidcClient(settings: TelegramOidcSettings, clock: Clock) {
   // Plain http only for a local stand-in issuer (production refuses it in config).
   const insecure = settings.issuer.startsWith('http://');
-  const clientAuth = oidc.ClientSecretBasic(settings.clientSecret);
+  // HTTP Basic exactly as Telegram documents it, base64("<client_id>:<client_secret>") with the client_id in the body too
+  // (openid-client's ClientSecretBasic would form-encode both first, which Telegram does not describe).
+  const basic = `Basic ${Buffer.from(`${settings.clientId}:${settings.clientSecret}`).toString('base64')}`;
+  const clientAuth: oidc.ClientAuth = (_server, client, body, headers) => {
+    body.set('client_id', client.client_id);
+    headers.set('authorization', basic);
+  };
   let serverMetadata: Promise<oidc.ServerMetadata> | undefined;
   let jwksCache: oidc.ExportedJWKSCache | undefined;
 
@@ -121,9 +127,6 @@ function asAppError(error: unknown): AppError {
   const code = (error as { code?: unknown } | null)?.code;
   if (code === 'OAUTH_JWT_TIMESTAMP_CHECK_FAILED') return new AppError('token_expired', 'The Telegram ID token has expired; sign in with Telegram again.');
   if (typeof code === 'string' && /^OAUTH_(JWT_|JWS_|KEY_SELECTION|JSON_ATTRIBUTE|INVALID_RESPONSE|RESPONSE_IS_NOT|PARSE)/.test(code)) {
-    return new AppError('invalid_token', 'The Telegram ID token is not valid.', { reason: code });
-  }
-  if (error instanceof oidc.ClientError && code === 'OAUTH_JWS_SIGNATURE_VERIFICATION_FAILED') {
     return new AppError('invalid_token', 'The Telegram ID token is not valid.', { reason: code });
   }
   // Discovery, the token endpoint or the JWKS did not answer.
