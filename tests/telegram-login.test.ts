@@ -261,21 +261,90 @@ describe('returning to a page', () => {
     expect(callback.headers.location).toBe('/login?step=2&telegram_login=error&telegram_error=access_denied');
   });
 
-  it('completes a login intent: the browser polling it gets the tokens, with amr telegram', async () => {
-    const created = (await app.inject({ method: 'POST', url: '/auth/login-intents' })).json() as { intentId: string; pollToken: string; links: { telegram: string } };
-    const startToken = new URL(created.links.telegram).searchParams.get('start')!;
+  async function createIntent() {
+    const response = await app.inject({
+      method: 'POST',
+      url: '/auth/login-intents',
+      headers: { 'user-agent': 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/141.0 Safari/537.36 <b>Support</b>' },
+      remoteAddress: '198.51.100.23',
+    });
+    const created = response.json() as { intentId: string; pollToken: string; links: { telegram: string } };
+    return { ...created, startToken: new URL(created.links.telegram).searchParams.get('start')! };
+  }
+  const pollIntent = async (intent: { intentId: string; pollToken: string }) =>
+    (await app.inject({ method: 'GET', url: `/auth/login-intents/${intent.intentId}`, headers: { authorization: `Bearer ${intent.pollToken}` } })).json() as {
+      status: string;
+    } & TokenPair;
+
+  it('completes a login intent once the person confirms the browser shown: the browser polling it gets the tokens', async () => {
+    const intent = await createIntent();
     const account = newAccount();
     standIn.nextLogin(account);
-    const { callback } = await logInWithTelegram(app, { query: `intent=${startToken}&return_to=${encodeURIComponent('/interaction/abc')}` });
-    expect(callback.statusCode).toBe(303);
-    expect(callback.headers.location).toBe('/interaction/abc?telegram_login=approved');
+    const { callback } = await logInWithTelegram(app, {
+      query: `intent=${intent.startToken}&return_to=${encodeURIComponent('/interaction/abc')}`,
+      accept: 'text/html',
+    });
+    expect(callback.statusCode).toBe(200);
+    expect(callback.body).toContain('Sign in this browser?');
+    expect(callback.body).toContain('Chrome on Windows, IP 198.51.100.23');
+    expect(callback.body).not.toContain('Support');
+    // Nothing is approved before the answer: a link to someone else's intent gets no tokens by itself.
+    expect((await pollIntent(intent)).status).toBe('pending');
 
-    const poll = await app.inject({ method: 'GET', url: `/auth/login-intents/${created.intentId}`, headers: { authorization: `Bearer ${created.pollToken}` } });
-    expect(poll.statusCode).toBe(200);
-    const approved = poll.json() as { status: string } & TokenPair;
+    const confirmToken = /name="confirmToken" value="([\w-]{43})"/.exec(callback.body)![1]!;
+    const confirmed = await app.inject({
+      method: 'POST',
+      url: '/auth/telegram/confirm',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html' },
+      payload: `confirmToken=${confirmToken}&decision=confirm`,
+    });
+    expect(confirmed.statusCode).toBe(303);
+    expect(confirmed.headers.location).toBe('/interaction/abc?telegram_login=approved');
+
+    const approved = await pollIntent(intent);
     expect(approved.status).toBe('approved');
     expect(decodeJwt(approved.accessToken)).toMatchObject({ amr: ['telegram'], phone_number: e164(account) });
     expect(approved.user).toMatchObject({ telegram: { id: account.id } });
+
+    const again = await app.inject({ method: 'POST', url: '/auth/telegram/confirm', payload: { confirmToken, decision: 'confirm' } });
+    expect(again.statusCode).toBe(400);
+    expect(again.json().error).toBe('invalid_state');
+  });
+
+  it('lets the person cancel a login intent they do not recognise (JSON clients too)', async () => {
+    const intent = await createIntent();
+    standIn.nextLogin(newAccount());
+    const { callback } = await logInWithTelegram(app, { query: `intent=${intent.startToken}` });
+    expect(callback.statusCode).toBe(200);
+    const pending = callback.json() as { status: string; confirmToken: string; device: string; ip: string };
+    expect(pending).toMatchObject({ status: 'confirmation_required', device: 'Chrome on Windows', ip: '198.51.100.23' });
+
+    const cancelled = await app.inject({ method: 'POST', url: '/auth/telegram/confirm', payload: { confirmToken: pending.confirmToken, decision: 'cancel' } });
+    expect(cancelled.statusCode).toBe(200);
+    expect(cancelled.json()).toEqual({ status: 'rejected' });
+    expect((await pollIntent(intent)).status).toBe('rejected');
+  });
+
+  it('approves a login intent at once with INTENT_REQUIRE_CONFIRM=false', async () => {
+    const direct = await buildTestApp(
+      {
+        ...TELEGRAM_ENV,
+        TELEGRAM_API_ROOT: botApi.url,
+        TELEGRAM_OIDC_CLIENT_ID: TELEGRAM_OIDC.clientId,
+        TELEGRAM_OIDC_CLIENT_SECRET: TELEGRAM_OIDC.clientSecret,
+        TELEGRAM_OIDC_ISSUER: standIn.issuer,
+        PUBLIC_URL: TELEGRAM_OIDC.publicUrl,
+        INTENT_REQUIRE_CONFIRM: 'false',
+      },
+      { database, clock },
+    );
+    const created = (await direct.app.inject({ method: 'POST', url: '/auth/login-intents' })).json() as { intentId: string; pollToken: string; links: { telegram: string } };
+    standIn.nextLogin(newAccount());
+    const { callback } = await logInWithTelegram(direct.app, { query: `intent=${new URL(created.links.telegram).searchParams.get('start')}&return_to=%2Fdone` });
+    expect(callback.statusCode).toBe(303);
+    expect(callback.headers.location).toBe('/done?telegram_login=approved');
+    const poll = await direct.app.inject({ method: 'GET', url: `/auth/login-intents/${created.intentId}`, headers: { authorization: `Bearer ${created.pollToken}` } });
+    expect(poll.json().status).toBe('approved');
   });
 
   it('refuses an unknown login intent with 404 and issues nothing', async () => {

@@ -1,4 +1,5 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
+import Bowser from 'bowser';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Clock } from '../../src/clock.js';
@@ -8,7 +9,7 @@ import { parseInput } from '../../src/http/input.js';
 import type { Reservations } from '../../src/services/reservations.js';
 import type { TelegramLoginService } from '../../src/services/telegram-login.js';
 import type { AuthorizationChecks, TelegramOidcClient } from './oidc-client.js';
-import { telegramLoginPage, telegramLoginTexts } from './oidc-pages.js';
+import { telegramConfirmPage, telegramLoginPage, telegramLoginTexts } from './oidc-pages.js';
 
 export interface TelegramOidcLoginOptions {
   client: TelegramOidcClient;
@@ -18,11 +19,14 @@ export interface TelegramOidcLoginOptions {
   publicUrl: string;
   /** Origins besides PUBLIC_URL's that return_to may point at. */
   returnOrigins: readonly string[];
+  serviceName: string;
   rateLimit: object;
 }
 
 // The time a person has in Telegram between our redirect and the callback.
 const FLOW_TTL_SECONDS = 600;
+// The time a person has to answer "sign in this browser?".
+const CONFIRM_TTL_SECONDS = 300;
 const FLOW_COOKIE = 'cg_tg_login';
 const COOKIE_PATH = '/auth/telegram';
 
@@ -48,6 +52,28 @@ const storedFlow = z.object({
 });
 
 type StoredFlow = z.infer<typeof storedFlow>;
+
+const storedConfirmation = z.object({
+  intentId: z.string(),
+  telegramId: z.number(),
+  userId: z.string(),
+  returnTo: z.string().optional(),
+  expiresAt: z.number(),
+});
+
+const confirmBody = z.object({
+  confirmToken: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'is not a confirmation token'),
+  decision: z.enum(['confirm', 'cancel']),
+});
+
+/** "Chrome on Windows": browser and system only, from a maintained parser; no URLs, markup or control characters. */
+export function describeBrowser(userAgent: string | null): string {
+  if (!userAgent) return 'an unknown browser';
+  const { browser, os } = Bowser.parse(userAgent);
+  const text = [browser.name, os.name ? `on ${os.name}` : undefined].filter(Boolean).join(' ');
+  const safe = text.replace(/[^\p{L}\p{N} .-]/gu, '').trim().slice(0, 60);
+  return safe || 'an unknown browser';
+}
 
 /**
  * A return_to the gateway may redirect to: a path on this gateway, or a URL on PUBLIC_URL's origin or one of
@@ -101,6 +127,7 @@ export const telegramOidcLogin: FastifyPluginAsync<TelegramOidcLoginOptions> = a
   const { client, login, reservations, clock, publicUrl } = options;
   const secureCookie = publicUrl.startsWith('https://');
   const flowKey = (flowId: string) => `telegram-login:${flowId}`;
+  const confirmKey = (token: string) => `telegram-login-confirm:${token}`;
   const loginUrl = `${COOKIE_PATH}/login`;
 
   const cookie = (value: string, maxAge: number) =>
@@ -176,6 +203,24 @@ export const telegramOidcLogin: FastifyPluginAsync<TelegramOidcLoginOptions> = a
       const claims = await client.exchange(callbackUrl, checks);
       const result = await login.complete({ claims, intentStartToken: flow.intent, context: { ip: request.ip } });
       reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
+      if (result.kind === 'intent_confirm') {
+        const confirmToken = randomBytes(32).toString('base64url');
+        await reservations.reserve(confirmKey(confirmToken), CONFIRM_TTL_SECONDS + 3600, {
+          intentId: result.summary.intentId,
+          telegramId: result.telegramId,
+          userId: result.userId,
+          ...(flow.returnTo ? { returnTo: flow.returnTo } : {}),
+          expiresAt: clock.now().getTime() + CONFIRM_TTL_SECONDS * 1000,
+        });
+        const device = describeBrowser(result.summary.userAgent);
+        const ip = result.summary.ip ?? 'unknown';
+        if (wantsHtml(request)) {
+          const time = result.summary.createdAt.toISOString().slice(11, 16);
+          const action = `${COOKIE_PATH}/confirm`;
+          return reply.type('text/html; charset=utf-8').send(telegramConfirmPage({ service: options.serviceName, device, ip, time, confirmToken, action }));
+        }
+        return reply.send({ status: 'confirmation_required', confirmToken, device, ip, createdAt: result.summary.createdAt });
+      }
       if (result.kind === 'intent_approved') {
         if (flow.returnTo) return reply.redirect(returnUrl(flow.returnTo, publicUrl, { telegram_login: 'approved' }), 303);
         if (wantsHtml(request)) return reply.type('text/html; charset=utf-8').send(telegramLoginPage(telegramLoginTexts.signedIn));
@@ -200,5 +245,38 @@ export const telegramOidcLogin: FastifyPluginAsync<TelegramOidcLoginOptions> = a
       request.log.info({ code: error.code, reason: error.details.reason }, 'telegram login refused');
       return endWithError(request, reply, error, flow.returnTo);
     }
+  });
+
+  // The confirmation page posts a plain HTML form; JSON clients post JSON.
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 4096 }, (_request, body, done) =>
+    done(null, Object.fromEntries(new URLSearchParams(String(body)))),
+  );
+
+  app.post('/auth/telegram/confirm', { config: { rateLimit: options.rateLimit } }, async (request, reply) => {
+    const { confirmToken, decision } = parseInput(confirmBody, request.body);
+    const key = confirmKey(confirmToken);
+    const parsed = storedConfirmation.safeParse(await reservations.find(key));
+    if (!parsed.success) return endWithError(request, reply, new AppError('invalid_state', 'This confirmation is unknown or already answered.'));
+    const pending = parsed.data;
+    if (!(await reservations.reserve(`${key}:done`, CONFIRM_TTL_SECONDS + 3600))) {
+      return endWithError(request, reply, new AppError('invalid_state', 'This confirmation was already answered.'));
+    }
+    await reservations.release(key);
+    if (pending.expiresAt <= clock.now().getTime()) {
+      return endWithError(request, reply, new AppError('expired', 'This confirmation took too long. Start the login again.'), pending.returnTo);
+    }
+    try {
+      await login.answerIntent({ intentId: pending.intentId, telegramId: pending.telegramId, userId: pending.userId, decision });
+    } catch (error) {
+      if (!(error instanceof AppError)) throw error;
+      return endWithError(request, reply, error, pending.returnTo);
+    }
+    reply.header('cache-control', 'no-store');
+    const outcome = decision === 'confirm' ? 'approved' : 'rejected';
+    if (pending.returnTo) return reply.redirect(returnUrl(pending.returnTo, publicUrl, { telegram_login: outcome }), 303);
+    if (wantsHtml(request)) {
+      return reply.type('text/html; charset=utf-8').send(telegramLoginPage(decision === 'confirm' ? telegramLoginTexts.signedIn : telegramLoginTexts.cancelled));
+    }
+    return reply.send({ status: outcome });
   });
 };

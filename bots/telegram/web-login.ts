@@ -69,6 +69,7 @@ export async function telegramWebLogin(app: FastifyInstance, config: Config, con
     tokens: services.tokens,
     audit: services.audit,
     log: app.log,
+    requireConfirm: config.INTENT_REQUIRE_CONFIRM,
   });
   await app.register(telegramOidcLogin, {
     client,
@@ -77,6 +78,7 @@ export async function telegramWebLogin(app: FastifyInstance, config: Config, con
     clock,
     publicUrl,
     returnOrigins: config.TELEGRAM_OIDC_RETURN_ORIGINS ?? [],
+    serviceName: config.SERVICE_NAME,
     rateLimit: context.strictRateLimit,
   });
   app.log.info({ issuer: config.TELEGRAM_OIDC_ISSUER }, 'Log in with Telegram is on');

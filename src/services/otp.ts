@@ -65,7 +65,7 @@ export function createOtpService(deps: OtpDeps) {
    * its provider (`prepare`, the Gateway) is asked here, after the per-phone limits, because asking may cost money;
    * under `auto` a provider that cannot reach the phone, or fails to answer, passes the turn to the next channel.
    */
-  async function chooseSender(requested: RequestedChannel, phone: string, user: User | null): Promise<CodeSender> {
+  async function chooseSender(requested: RequestedChannel, phone: string, user: User | null, sendsNothing = false): Promise<CodeSender> {
     const order = requested === 'auto' ? AUTO_ORDER : [requested];
     for (const channel of order) {
       const sender = senders[channel];
@@ -73,7 +73,8 @@ export function createOtpService(deps: OtpDeps) {
       const known =
         requested !== 'auto' || channel === 'sms' || !!sender?.prepare || (channel === 'telegram' ? !!user?.telegram?.id : !!user?.whatsapp?.waId);
       if (!sender || !known || !sender.canReach({ phone, user })) continue;
-      if (!sender.prepare) return sender;
+      // A test number's code is never sent: nothing to ask a provider.
+      if (!sender.prepare || sendsNothing) return sender;
       try {
         const ready = await sender.prepare({ phone, user });
         if (ready) return ready;
@@ -158,7 +159,7 @@ export function createOtpService(deps: OtpDeps) {
       const user = input.channel === 'sms' || input.via ? null : await identities.findByPhone(phone);
       const now = clock.now();
       const sendSeq = await nextSendSeq(phone, now);
-      const sender = input.via ?? (await chooseSender(input.channel, phone, user));
+      const sender = input.via ?? (await chooseSender(input.channel, phone, user, !!fixedCode));
       const challengeId = new Types.ObjectId();
       const code = fixedCode ?? newCode();
       const expiresAt = new Date(now.getTime() + settings.ttlSeconds * 1000);

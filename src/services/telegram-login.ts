@@ -4,8 +4,8 @@ import type { User } from '../../models/user.js';
 import { AppError } from '../errors.js';
 import { parsePhone } from '../phone.js';
 import type { AuditTrail } from './audit.js';
-import type { IdentityService, TelegramProfile } from './identities.js';
-import type { LoginIntentService } from './login-intents.js';
+import { assertActiveUser, type IdentityService, type TelegramProfile } from './identities.js';
+import type { IntentSummary, LoginIntentService } from './login-intents.js';
 import type { RequestContext, TokenService } from './tokens.js';
 
 export interface TelegramLoginDeps {
@@ -15,6 +15,8 @@ export interface TelegramLoginDeps {
   tokens: TokenService;
   audit: AuditTrail;
   log: { info(object: object, message: string): void; warn(object: object, message: string): void };
+  /** INTENT_REQUIRE_CONFIRM: a login intent is approved only after the person confirms the browser, as in the chats. */
+  requireConfirm: boolean;
 }
 
 // The claims of Telegram's ID token the gateway uses (already verified: signature, iss, aud, exp, nonce).
@@ -31,11 +33,14 @@ const telegramClaims = z.looseObject({
 
 export type TelegramLoginResult =
   | { kind: 'tokens'; tokens: Awaited<ReturnType<TokenService['issueForLogin']>> }
-  | { kind: 'intent_approved'; intentId: string };
+  | { kind: 'intent_approved'; intentId: string }
+  /** The intent is held for this Telegram account; the person must still confirm which browser they sign in. */
+  | { kind: 'intent_confirm'; summary: IntentSummary; userId: string; telegramId: number };
 
 /** The rules of "Log in with Telegram": who the person is, which phone Telegram verified, what they get. */
 export function createTelegramLoginService(deps: TelegramLoginDeps) {
-  const { users, identities, loginIntents, tokens, audit, log } = deps;
+  const { users, identities, loginIntents, tokens, audit, log, requireConfirm } = deps;
+  const claimantFor = (telegramId: number) => ({ channel: 'telegram' as const, subject: String(telegramId) });
 
   /** Telegram's '+'-less phone in E.164, or undefined when it is not a valid number. */
   function verifiedPhone(raw: string | undefined): string | undefined {
@@ -92,13 +97,32 @@ export function createTelegramLoginService(deps: TelegramLoginDeps) {
     async complete(input: { claims: Record<string, unknown>; intentStartToken?: string | undefined; context: RequestContext }): Promise<TelegramLoginResult> {
       const { user, telegramId } = await resolveUser(input.claims);
       if (input.intentStartToken) {
-        // The same claimant as the bot's: the Telegram user id.
-        const claimant = { channel: 'telegram' as const, subject: String(telegramId) };
+        // The same claimant as the bot's (the Telegram user id): from here only this account can answer the intent.
+        const claimant = claimantFor(telegramId);
         const summary = await loginIntents.claim({ startToken: input.intentStartToken }, claimant);
+        if (requireConfirm) {
+          assertActiveUser(user);
+          return { kind: 'intent_confirm', summary, userId: user._id.toString(), telegramId };
+        }
         await loginIntents.approve(summary.intentId, claimant, user);
         return { kind: 'intent_approved', intentId: summary.intentId };
       }
       return { kind: 'tokens', tokens: await tokens.issueForLogin(user, 'telegram', input.context) };
+    },
+
+    /**
+     * The person's answer to "sign in this browser?" after a Telegram login with an intent. A link to someone
+     * else's intent is the phishing case this question exists for, as the chats' Confirm / Cancel prompt.
+     */
+    async answerIntent(input: { intentId: string; telegramId: number; userId: string; decision: 'confirm' | 'cancel' }) {
+      const claimant = claimantFor(input.telegramId);
+      if (input.decision === 'cancel') {
+        await loginIntents.reject(input.intentId, claimant);
+        return;
+      }
+      const user = await identities.findById(input.userId);
+      assertActiveUser(user);
+      await loginIntents.approve(input.intentId, claimant, user);
     },
   };
 }
