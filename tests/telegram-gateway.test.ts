@@ -21,6 +21,7 @@ const testApp = await buildTestApp({
   TELEGRAM_GATEWAY_API_ROOT: gateway.url,
   TELEGRAM_GATEWAY_TIMEOUT_MS: '500',
   PUBLIC_URL,
+  OTP_TEST_NUMBERS: '+15550000001:123456',
 });
 const { app, clock, database, sms } = testApp;
 
@@ -163,6 +164,20 @@ describe('codes through the Telegram Gateway', () => {
     expect(again.statusCode).toBe(429);
     expect(again.json().error).toBe('rate_limited');
     expect(gatewayCalls()).toEqual([]);
+  });
+});
+
+describe('what the Gateway is not asked', () => {
+  it('asks nothing for a test number, whose fixed code is never sent', async () => {
+    const response = await requestCode('+15550000001', 'telegram');
+    expect(response.statusCode).toBe(200);
+    expect(response.json().channel).toBe('telegram');
+    expect(gatewayCalls()).toEqual([]);
+  });
+
+  it('leaves Log in with Telegram off without its client id and secret: 404', async () => {
+    const response = await app.inject({ method: 'GET', url: '/auth/telegram/login' });
+    expect(response.statusCode).toBe(404);
   });
 });
 
