@@ -228,6 +228,24 @@ describe('refusals', () => {
     expect(callback.json()).toMatchObject({ error: 'expired' });
   });
 
+  it('answers 503 service_unavailable, never a 500, when Telegram does not answer', async () => {
+    const stub = await startStubServer();
+    stub.respond(() => ({ status: 502, body: 'Bad Gateway' }));
+    const unreachable = await buildTestApp(
+      {
+        TELEGRAM_OIDC_CLIENT_ID: TELEGRAM_OIDC.clientId,
+        TELEGRAM_OIDC_CLIENT_SECRET: TELEGRAM_OIDC.clientSecret,
+        TELEGRAM_OIDC_ISSUER: stub.url,
+        PUBLIC_URL: TELEGRAM_OIDC.publicUrl,
+      },
+      { database, clock },
+    );
+    const response = await unreachable.app.inject({ method: 'GET', url: '/auth/telegram/login' });
+    await stub.close();
+    expect(response.statusCode).toBe(503);
+    expect(response.json()).toMatchObject({ error: 'service_unavailable' });
+  });
+
   it.each(['https://evil.example/cb', '//evil.example/cb', '/\\evil.example', 'javascript:alert(1)', 'https://app.example.com.evil.example/'])(
     'refuses return_to %s with 400 before sending anyone to Telegram',
     async (returnTo) => {

@@ -44,10 +44,10 @@ export function createTelegramOidcClient(settings: TelegramOidcSettings, clock: 
         timeout: settings.timeoutSeconds,
       })
       .then((configuration) => configuration.serverMetadata())
-      .catch((error: unknown) => {
+      .catch(() => {
         // Try again on the next login rather than remembering an outage.
         serverMetadata = undefined;
-        throw error;
+        throw new AppError('service_unavailable', 'Telegram did not answer; try again in a moment.');
       });
     return serverMetadata;
   }
@@ -126,7 +126,8 @@ function asAppError(error: unknown): AppError {
   }
   const code = (error as { code?: unknown } | null)?.code;
   if (code === 'OAUTH_JWT_TIMESTAMP_CHECK_FAILED') return new AppError('token_expired', 'The Telegram ID token has expired; sign in with Telegram again.');
-  if (typeof code === 'string' && /^OAUTH_(JWT_|JWS_|KEY_SELECTION|JSON_ATTRIBUTE|INVALID_RESPONSE|RESPONSE_IS_NOT|PARSE)/.test(code)) {
+  // The ID token (or the answer carrying it) failed a check; an answer that is not OAuth at all (a 5xx page) is an outage.
+  if (typeof code === 'string' && /^OAUTH_(JWT_|JWS_|KEY_SELECTION|JSON_ATTRIBUTE|INVALID_RESPONSE|PARSE)/.test(code)) {
     return new AppError('invalid_token', 'The Telegram ID token is not valid.', { reason: code });
   }
   // Discovery, the token endpoint or the JWKS did not answer.
