@@ -56,11 +56,10 @@ export interface TelegramOidcStandIn {
  */
 export async function startTelegramOidcStandIn(redirectUri: string): Promise<TelegramOidcStandIn> {
   const { default: Provider } = (await import('oidc-provider' as string)) as { default: OidcProviderClass };
-  const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
+  const { privateKey } = await generateKeyPair('RS256', { extractable: true });
   const other = await generateKeyPair('RS256', { extractable: true });
   const kid = 'telegram-test-key';
   const signingJwk = { ...(await exportJWK(privateKey)), kid, alg: 'RS256', use: 'sig' };
-  void publicKey;
 
   const accounts = new Map<string, TelegramAccount>();
   let next: TelegramAccount | 'deny' = 'deny';
