@@ -4,6 +4,7 @@ import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod
 import pino, { type DestinationStream } from 'pino';
 import type { Channel } from '../models/channels.js';
 import { telegramChannel } from '../bots/telegram/channel.js';
+import { telegramGatewayCodeSender, telegramWebLogin } from '../bots/telegram/web-login.js';
 import { whatsappChannel } from '../webhooks/whatsapp/channel.js';
 import { registerApiDescription, registerApiDocsRoutes } from './api-docs/index.js';
 import type { ChatChannel } from './chat-channel.js';
@@ -99,6 +100,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (channel.codeSender) senders[channel.name] = channel.codeSender;
     linkBuilders.push(...channel.links);
   }
+  // The Telegram Gateway reaches phones whose Telegram account never talked to the bot.
+  const gatewaySender = telegramGatewayCodeSender(config);
+  if (gatewaySender) senders.telegram = gatewaySender(senders.telegram);
 
   const services = createServices({ config, database, keys, pepper: deps.pepper, clock, senders, linkBuilders, log: app.log });
   app.decorate('services', services);
@@ -145,6 +149,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   for (const channel of chatChannels) {
     await channel.register(app, { services, texts, clock, strictRateLimit: strictLimit });
   }
+  await telegramWebLogin(app, config, { services, users: database.models.User, clock, strictRateLimit: strictLimit });
   for (const [name, message] of Object.entries(offMessages)) {
     if (!chatChannels.some((channel) => channel.name === name)) app.log.info(message);
   }

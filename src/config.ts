@@ -185,6 +185,24 @@ export const configSchema = z.object({
   PUBLIC_URL: z.url().optional(),
   // GET /openapi.json and the /docs page; a deployment that keeps its API description private turns them off.
   API_DOCS: bool.default(true),
+
+  // "Log in with Telegram" (OpenID Connect, relying party): on when the client id and secret from BotFather are set.
+  TELEGRAM_OIDC_CLIENT_ID: z.string().regex(/^\d{1,20}$/, 'must be the numeric Client ID BotFather shows under Bot Settings > Web Login').optional(),
+  TELEGRAM_OIDC_CLIENT_SECRET: z.string().min(8, 'must be the Client Secret BotFather shows').optional(),
+  TELEGRAM_OIDC_ISSUER: z.url().default('https://oauth.telegram.org'),
+  TELEGRAM_OIDC_SCOPES: z
+    .string()
+    .transform((value) => value.split(/\s+/).filter((scope) => scope.length > 0))
+    .pipe(z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be OAuth scope names')).refine((scopes) => scopes.includes('openid'), 'must include openid'))
+    .default(['openid', 'profile', 'phone']),
+  // Besides paths on this gateway, where GET /auth/telegram/login may send the browser back to (comma-separated origins).
+  TELEGRAM_OIDC_RETURN_ORIGINS: csv
+    .pipe(z.array(z.url().refine((value) => new URL(value).origin === value.replace(/\/$/, ''), 'must be origins such as https://app.example.com')))
+    .optional(),
+  // Codes through the Telegram Gateway API to any phone with a Telegram account: on when the token is set.
+  TELEGRAM_GATEWAY_TOKEN: z.string().min(16, 'must be the API token from the Gateway account settings').optional(),
+  TELEGRAM_GATEWAY_API_ROOT: z.url().default('https://gatewayapi.telegram.org'),
+  TELEGRAM_GATEWAY_TIMEOUT_MS: int(500, 60_000).default(5000),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -211,6 +229,9 @@ export const SECRET_FILE_VARIABLES = [
   'TELEGRAM_BOT_TOKEN',
   'TELEGRAM_WEBHOOK_SECRET',
   'MONGODB_URI',
+  'METRICS_TOKEN',
+  'TELEGRAM_OIDC_CLIENT_SECRET',
+  'TELEGRAM_GATEWAY_TOKEN',
 ] as const;
 
 // Reads every `<NAME>_FILE`; the problems name the variable and the path, never what the file holds.
@@ -259,6 +280,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
 export const whatsappEnabled = (config: Config): boolean => !!(config.WHATSAPP_VERIFY_TOKEN && config.WHATSAPP_APP_SECRET);
 export const telegramEnabled = (config: Config): boolean => !!config.TELEGRAM_BOT_TOKEN;
+export const telegramOidcEnabled = (config: Config): boolean => !!(config.TELEGRAM_OIDC_CLIENT_ID && config.TELEGRAM_OIDC_CLIENT_SECRET);
+export const telegramGatewayEnabled = (config: Config): boolean => !!config.TELEGRAM_GATEWAY_TOKEN;
 
 // Development conveniences that would be holes in production.
 function productionProblems(config: Config, given: Record<string, string | undefined>): string[] {
@@ -333,6 +356,30 @@ function providerProblems(config: Config): string[] {
   if (config.SMS_PROVIDER === 'http') {
     if (!config.SMS_HTTP_URL) problems.push('SMS_HTTP_URL: required with SMS_PROVIDER=http');
     if (!config.SMS_HTTP_SECRET) problems.push('SMS_HTTP_SECRET: required with SMS_PROVIDER=http');
+  }
+  problems.push(...telegramLoginProblems(config));
+  return problems;
+}
+
+// "Log in with Telegram" and the Telegram Gateway.
+function telegramLoginProblems(config: Config): string[] {
+  const problems: string[] = [];
+  if (!!config.TELEGRAM_OIDC_CLIENT_ID !== !!config.TELEGRAM_OIDC_CLIENT_SECRET) {
+    problems.push('TELEGRAM_OIDC_CLIENT_ID and TELEGRAM_OIDC_CLIENT_SECRET: set both (BotFather > Bot Settings > Web Login) or neither');
+  }
+  if (telegramOidcEnabled(config)) {
+    // The redirect URI registered with BotFather is PUBLIC_URL/auth/telegram/callback.
+    if (!config.PUBLIC_URL) problems.push('PUBLIC_URL: required with TELEGRAM_OIDC_CLIENT_ID (the redirect URI is PUBLIC_URL/auth/telegram/callback)');
+    if (config.NODE_ENV === 'production' && !config.TELEGRAM_OIDC_ISSUER.startsWith('https://')) {
+      problems.push('TELEGRAM_OIDC_ISSUER: must be https:// in production');
+    }
+  }
+  if (config.TELEGRAM_GATEWAY_TOKEN) {
+    // The Gateway sends our own code only when it is 4 to 8 digits.
+    if (config.OTP_LENGTH > 8) problems.push(`OTP_LENGTH: the Telegram Gateway takes codes of 4 to 8 digits, not ${config.OTP_LENGTH}`);
+    if (config.NODE_ENV === 'production' && !config.TELEGRAM_GATEWAY_API_ROOT.startsWith('https://')) {
+      problems.push('TELEGRAM_GATEWAY_API_ROOT: must be https:// in production');
+    }
   }
   return problems;
 }

@@ -118,6 +118,29 @@ describe('production hardening', () => {
   });
 });
 
+describe('Log in with Telegram and the Telegram Gateway', () => {
+  it('defaults to Telegram\'s issuer, the scopes openid profile phone, and the Gateway\'s API root', () => {
+    expect(loadConfig({})).toMatchObject({
+      TELEGRAM_OIDC_ISSUER: 'https://oauth.telegram.org',
+      TELEGRAM_OIDC_SCOPES: ['openid', 'profile', 'phone'],
+      TELEGRAM_GATEWAY_API_ROOT: 'https://gatewayapi.telegram.org',
+      TELEGRAM_GATEWAY_TIMEOUT_MS: 5000,
+    });
+    expect(loadConfig({ TELEGRAM_OIDC_SCOPES: ' openid  phone ' }).TELEGRAM_OIDC_SCOPES).toEqual(['openid', 'phone']);
+  });
+
+  it.each([
+    [{ TELEGRAM_OIDC_CLIENT_ID: '7012345678' }, 'TELEGRAM_OIDC_CLIENT_ID and TELEGRAM_OIDC_CLIENT_SECRET'],
+    [{ TELEGRAM_OIDC_CLIENT_ID: '7012345678', TELEGRAM_OIDC_CLIENT_SECRET: 'secret-from-botfather' }, 'PUBLIC_URL'],
+    [{ TELEGRAM_OIDC_CLIENT_ID: 'my-bot' }, 'TELEGRAM_OIDC_CLIENT_ID'],
+    [{ TELEGRAM_OIDC_SCOPES: 'profile phone' }, 'TELEGRAM_OIDC_SCOPES'],
+    [{ TELEGRAM_OIDC_RETURN_ORIGINS: 'https://app.example.com/path' }, 'TELEGRAM_OIDC_RETURN_ORIGINS'],
+    [{ TELEGRAM_GATEWAY_TOKEN: 'g'.repeat(40), OTP_LENGTH: '10' }, 'OTP_LENGTH'],
+  ])('refuses %o, naming %s', (env, variable) => {
+    expect(problemsOf(env).some((problem) => problem.startsWith(variable))).toBe(true);
+  });
+});
+
 describe('production', () => {
   const safe = {
     NODE_ENV: 'production',
@@ -150,6 +173,11 @@ describe('production', () => {
     ['JWT_ISSUER', { JWT_ISSUER: '' }],
     ['OTP_ALLOWED_COUNTRIES', { OTP_ALLOWED_COUNTRIES: '' }],
     ['TELEGRAM_MODE', { TELEGRAM_BOT_TOKEN: '1:AAAAAAAAAAAAAAAAAAAAAAAA', TELEGRAM_BOT_USERNAME: 'x_bot_1', TELEGRAM_MODE: 'polling' }],
+    [
+      'TELEGRAM_OIDC_ISSUER',
+      { TELEGRAM_OIDC_CLIENT_ID: '1', TELEGRAM_OIDC_CLIENT_SECRET: 'secret-from-botfather', PUBLIC_URL: 'https://auth.example.com', TELEGRAM_OIDC_ISSUER: 'http://oauth.telegram.org' },
+    ],
+    ['TELEGRAM_GATEWAY_API_ROOT', { TELEGRAM_GATEWAY_TOKEN: 'g'.repeat(40), TELEGRAM_GATEWAY_API_ROOT: 'http://gatewayapi.telegram.org' }],
   ])('refuses the development default of %s', (variable, change) => {
     expect(problemsOf({ ...safe, ...change }).some((problem) => problem.startsWith(variable))).toBe(true);
   });
