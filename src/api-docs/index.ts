@@ -47,7 +47,11 @@ export async function registerApiDocsRoutes(app: FastifyInstance): Promise<void>
       pageTitle: 'Chatgate API',
       // Fonts would come from Scalar's servers; the system fonts keep the page self-contained.
       withDefaultFonts: false,
-      hideClientButton: true,
+      // Self-contained: no telemetry, no hosted-service extras; "Test Request" stays, so a newcomer can try the login here.
+      telemetry: false,
+      showDeveloperTools: 'never',
+      mcp: { disabled: true },
+      agent: { disabled: true },
     },
   });
 }
