@@ -138,7 +138,7 @@ function logReady(
     log.info({ sms: config.SMS_PROVIDER }, `SMS provider: ${config.SMS_PROVIDER}`);
   }
   log.info(`chat channels: ${channels.join('; ')}`);
-  log.info(`API docs: ${ready.url}/docs`);
+  log.info(config.API_DOCS ? `API docs: ${ready.url}/docs` : 'API docs: off (API_DOCS=false)');
 }
 
 main().catch(async (error: unknown) => {
