@@ -16,6 +16,7 @@ import { AppError } from './errors.js';
 import { errorHandler, sendError } from './http/error-handler.js';
 import { waitForHandlersOnClose } from './http/in-flight.js';
 import { loggerOptions } from './logger.js';
+import { registerSignInWithChatgate } from './oidc/index.js';
 import { loginIntentRoutes } from './routes/login-intents.js';
 import { metaRoutes } from './routes/meta.js';
 import { otpRoutes } from './routes/otp.js';
@@ -109,6 +110,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   for (const channel of chatChannels) {
     await channel.register(app, { services, texts, clock, strictRateLimit: strictLimit });
   }
+  // Sign in with Chatgate: the OpenID Provider and the hosted login page (src/oidc, src/login-page).
+  const codeChannels = Object.keys(senders);
+  await registerSignInWithChatgate(app, {
+    config,
+    database,
+    keys,
+    pepper: deps.pepper,
+    clock,
+    services,
+    codeChannels: codeChannels.length > 1 ? [...codeChannels, 'auto'] : codeChannels,
+    chatChannels: chatChannels.filter((channel) => channel.links.length > 0).map((channel) => channel.name as 'whatsapp' | 'telegram'),
+    rateLimit: strictLimit,
+  });
+
   for (const [name, message] of Object.entries(offMessages)) {
     if (!chatChannels.some((channel) => channel.name === name)) app.log.info(message);
   }

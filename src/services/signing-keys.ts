@@ -11,6 +11,8 @@ export interface SigningKeys {
   /** The public JWKS, serialised once at start: published as is. */
   publicJwksJson: string;
   publicJwks: { keys: JWK[] };
+  /** The private keys with their alg and kid, for the OpenID Provider (src/oidc), which signs ID tokens with them. */
+  privateJwks: { keys: JWK[] };
 }
 
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
@@ -41,7 +43,10 @@ export async function importSigningKeys(jwksJson: string, defaultAlg: SigningAlg
   const alg = published[0]!.alg!;
   const privateKey = (await importJWK(signing, alg)) as CryptoKey;
   const publicJwks = { keys: published };
-  return { alg, kid: published[0]!.kid!, privateKey, publicJwks, publicJwksJson: JSON.stringify(publicJwks) };
+  const privateJwks = {
+    keys: keys.flatMap((jwk, index) => (jwk.d ? [{ ...jwk, alg: published[index]!.alg, kid: published[index]!.kid, use: 'sig' }] : [])),
+  };
+  return { alg, kid: published[0]!.kid!, privateKey, publicJwks, publicJwksJson: JSON.stringify(publicJwks), privateJwks };
 }
 
 export async function generateSigningJwks(alg: SigningAlg): Promise<string> {

@@ -1,0 +1,64 @@
+import type { FastifyInstance } from 'fastify';
+import { oidcEntrySchema, type OidcEntry } from '../../models/oidc-entry.js';
+import type { Clock } from '../clock.js';
+import type { Config } from '../config.js';
+import type { Database } from '../db/connection.js';
+import { loginPageRoutes } from '../login-page/routes.js';
+import type { Services } from '../services/index.js';
+import type { SigningKeys } from '../services/signing-keys.js';
+import { createIntentHandover } from './intent-handover.js';
+import { configuredClients, createOidcProvider, oidcIssuer } from './provider.js';
+import { oidcRoutes, providerPages } from './routes.js';
+
+export interface SignInWithChatgateOptions {
+  config: Config;
+  database: Database;
+  keys: SigningKeys;
+  pepper: string;
+  clock: Clock;
+  services: Services;
+  codeChannels: readonly string[];
+  chatChannels: readonly ('whatsapp' | 'telegram')[];
+  rateLimit: object;
+}
+
+const SWEEP_MS = 10 * 60_000;
+
+/** "Sign in with Chatgate": the OpenID Provider, its hosted login page, and /login for a direct visit. */
+export async function registerSignInWithChatgate(app: FastifyInstance, options: SignInWithChatgateOptions): Promise<void> {
+  const { config, database, services, clock } = options;
+  const entries = database.connection.models.OidcEntry ?? database.connection.model<OidcEntry>('OidcEntry', oidcEntrySchema);
+  for (const [fields, indexOptions] of oidcEntrySchema.indexes()) {
+    await entries.collection.createIndex(fields as Record<string, 1 | -1>, indexOptions as Record<string, unknown>);
+  }
+  const pages = providerPages(config, configuredClients(config));
+  const { provider, sweepExpired, clients } = createOidcProvider({
+    config,
+    issuer: oidcIssuer(config),
+    privateJwks: options.keys.privateJwks,
+    pepper: options.pepper,
+    entries: entries as never,
+    reservations: services.reservations,
+    identities: services.identities,
+    audit: services.audit,
+    clock,
+    ...pages,
+  });
+  const takeApprovedIntent = createIntentHandover({
+    intents: database.models.LoginIntent,
+    reservations: services.reservations,
+    identities: services.identities,
+    clock,
+    keepSeconds: config.INTENT_TTL_SECONDS + 3600,
+  });
+
+  await loginPageRoutes(app, { config, services, codeChannels: options.codeChannels, chatChannels: options.chatChannels, rateLimit: options.rateLimit });
+  await oidcRoutes(app, { config, services, provider, clients, codeChannels: options.codeChannels, chatChannels: options.chatChannels, rateLimit: options.rateLimit, takeApprovedIntent });
+
+  const sweeper = setInterval(() => {
+    sweepExpired().catch((error: unknown) => app.log.warn({ err: error }, 'oidc sweep failed'));
+  }, SWEEP_MS);
+  sweeper.unref();
+  app.addHook('onClose', async () => clearInterval(sweeper));
+  app.log.info({ issuer: oidcIssuer(config), clients: clients.map((client) => client.client_id) }, 'Sign in with Chatgate: OpenID Provider at /.well-known/openid-configuration, login page at /login');
+}

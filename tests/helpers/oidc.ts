@@ -1,0 +1,133 @@
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import * as client from 'openid-client';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll } from 'vitest';
+import type { OidcClient } from '../../src/oidc/clients.js';
+import { buildTestApp, type TestApp } from './app.js';
+import { startStubServer, type StubServer } from './stub-server.js';
+
+export const CONFIDENTIAL_SECRET = 'confidential-client-secret-0123456789abcdef';
+
+/** A port nobody listens on right now: the issuer URL must be known before the app is built. */
+async function freePort(): Promise<number> {
+  const server = createNetServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+export interface OidcGateway extends TestApp {
+  issuer: string;
+  /** The relying party's landing page: a stand-in server that answers every request with 200. */
+  rp: StubServer;
+  clients: { confidential: OidcClient; public: OidcClient; thirdParty: OidcClient };
+}
+
+/** The gateway listening on 127.0.0.1 with itself as the issuer, and three registered apps. */
+export async function startOidcGateway(env: Record<string, string> = {}): Promise<OidcGateway> {
+  const rp = await startStubServer();
+  rp.respond(() => ({ status: 200, body: 'relying party' }));
+  afterAll(() => rp.close());
+  const clients = {
+    confidential: {
+      client_id: 'web-app',
+      client_secret: CONFIDENTIAL_SECRET,
+      redirect_uris: [`${rp.url}/callback`],
+      post_logout_redirect_uris: [`${rp.url}/signed-out`],
+      name: 'Acme Web',
+      first_party: true,
+    },
+    public: {
+      client_id: 'spa-app',
+      redirect_uris: [`${rp.url}/spa-callback`],
+      post_logout_redirect_uris: [`${rp.url}/`],
+      name: 'Acme SPA',
+      first_party: true,
+    },
+    thirdParty: {
+      client_id: 'partner-app',
+      client_secret: `${CONFIDENTIAL_SECRET}-partner`,
+      redirect_uris: [`${rp.url}/partner-callback`],
+      post_logout_redirect_uris: [],
+      name: 'Partner Tools',
+      first_party: false,
+    },
+  } satisfies OidcGateway['clients'];
+  const port = await freePort();
+  const issuer = `http://127.0.0.1:${port}`;
+  const testApp = await buildTestApp({ PUBLIC_URL: issuer, OIDC_CLIENTS: JSON.stringify(Object.values(clients)), ...env });
+  await testApp.app.listen({ host: '127.0.0.1', port });
+  return { ...testApp, issuer, rp, clients };
+}
+
+/** The relying party's view of the provider, as a standard library sees it (plain http is allowed: 127.0.0.1). */
+export async function discover(gateway: OidcGateway, which: keyof OidcGateway['clients'] = 'confidential'): Promise<client.Configuration> {
+  const registered = gateway.clients[which];
+  return client.discovery(
+    new URL(gateway.issuer),
+    registered.client_id,
+    undefined,
+    registered.client_secret ? client.ClientSecretBasic(registered.client_secret) : client.None(),
+    { execute: [client.allowInsecureRequests] },
+  );
+}
+
+export interface AuthorizationRequest {
+  url: URL;
+  verifier: string;
+  state: string;
+  nonce: string;
+  redirectUri: string;
+}
+
+export async function authorizationRequest(
+  config: client.Configuration,
+  redirectUri: string,
+  extra: Record<string, string> = {},
+): Promise<AuthorizationRequest> {
+  const verifier = client.randomPKCECodeVerifier();
+  const state = client.randomState();
+  const nonce = client.randomNonce();
+  const url = client.buildAuthorizationUrl(config, {
+    redirect_uri: redirectUri,
+    scope: 'openid phone profile offline_access',
+    code_challenge: await client.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: 'S256',
+    state,
+    nonce,
+    // offline_access (a refresh token) is only granted with prompt=consent, as OpenID Connect Core asks.
+    prompt: 'consent',
+    ...extra,
+  });
+  return { url, verifier, state, nonce, redirectUri };
+}
+
+/** Debian's Chromium, headless; call once at the top of a test file (it closes after the file's tests). */
+export async function launchBrowser(): Promise<Browser> {
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+  afterAll(() => browser.close());
+  return browser;
+}
+
+export function newContext(
+  browser: Browser,
+  options: { width?: number; height?: number; locale?: string; isMobile?: boolean; hasTouch?: boolean } = {},
+): Promise<BrowserContext> {
+  return browser.newContext({
+    viewport: { width: options.width ?? 1280, height: options.height ?? 900 },
+    locale: options.locale ?? 'en-GB',
+    isMobile: options.isMobile ?? false,
+    hasTouch: options.hasTouch ?? false,
+  });
+}
+
+/** Fills the phone step and returns once the code step shows. */
+export async function sendCode(page: Page, phone: string): Promise<void> {
+  await page.getByLabel('Phone number').fill(phone);
+  await page.getByRole('button', { name: 'Send code' }).click();
+  await page.getByLabel('Code').waitFor({ state: 'visible' });
+}
