@@ -131,3 +131,18 @@ export async function sendCode(page: Page, phone: string): Promise<void> {
   await page.getByRole('button', { name: 'Send code' }).click();
   await page.getByLabel('Code').waitFor({ state: 'visible' });
 }
+
+/** Saves a screenshot for the README (docs/screenshots). */
+export async function screenshot(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: `docs/screenshots/${name}.png`, fullPage: true });
+}
+
+/** Follows the browser to the relying party's redirect URI and exchanges the code there, as the RP would. */
+export async function exchangeAt(page: Page, config: client.Configuration, request: AuthorizationRequest) {
+  await page.waitForURL((url) => url.href.startsWith(request.redirectUri));
+  return client.authorizationCodeGrant(config, new URL(page.url()), {
+    pkceCodeVerifier: request.verifier,
+    expectedState: request.state,
+    expectedNonce: request.nonce,
+  });
+}
