@@ -146,3 +146,58 @@ export async function exchangeAt(page: Page, config: client.Configuration, reque
     expectedNonce: request.nonce,
   });
 }
+
+/** A browser's cookie store, reduced to what these tests need: every cookie goes back on every request. */
+export class CookieJar {
+  readonly cookies = new Map<string, string>();
+
+  store(response: Response): void {
+    for (const line of response.headers.getSetCookie()) {
+      const [pair = ''] = line.split(';');
+      const index = pair.indexOf('=');
+      const name = pair.slice(0, index).trim();
+      const value = pair.slice(index + 1).trim();
+      if (/expires=Thu, 01 Jan 1970/i.test(line) || value === '') this.cookies.delete(name);
+      else this.cookies.set(name, value);
+    }
+  }
+
+  header(): string {
+    return [...this.cookies].map(([name, value]) => `${name}=${value}`).join('; ');
+  }
+
+  async fetch(url: string | URL, init: RequestInit = {}): Promise<Response> {
+    const response = await fetch(url, { ...init, redirect: 'manual', headers: { ...(init.headers as Record<string, string>), cookie: this.header() } });
+    this.store(response);
+    return response;
+  }
+}
+
+/** Follows redirects within the gateway; stops at the first page it serves, or at a URL elsewhere (the app). */
+export async function follow(jar: CookieJar, gateway: OidcGateway, start: string | URL): Promise<{ response: Response; url: string }> {
+  let url = new URL(start, gateway.issuer).href;
+  for (let hops = 0; hops < 10; hops++) {
+    if (!url.startsWith(gateway.issuer)) return { response: new Response(null, { status: 200 }), url };
+    const response = await jar.fetch(url);
+    const location = response.headers.get('location');
+    if (response.status < 300 || response.status >= 400 || !location) return { response, url };
+    url = new URL(location, url).href;
+  }
+  throw new Error('too many redirects');
+}
+
+/**
+ * The hosted page's steps without a browser (for protocol tests that need many codes): start the authorization,
+ * prove a phone through the page API, and return the URL the browser would be sent to at the app.
+ */
+export async function signInOverHttp(gateway: OidcGateway, authorizationUrl: URL, phone: string, jar = new CookieJar()): Promise<{ callback: URL; jar: CookieJar }> {
+  const page = await follow(jar, gateway, authorizationUrl);
+  if (!page.url.includes('/oidc/interaction/')) return { callback: new URL(page.url), jar };
+  const api = `${page.url.split('?')[0]}/api`;
+  const post = (path: string, body: object) =>
+    jar.fetch(`${api}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const sent = (await (await post('/otp/request', { phone })).json()) as { challengeId: string };
+  const verified = (await (await post('/otp/verify', { challengeId: sent.challengeId, code: gateway.sms.lastCodeFor(phone) })).json()) as { redirectTo: string };
+  const landed = await follow(jar, gateway, verified.redirectTo);
+  return { callback: new URL(landed.url), jar };
+}
