@@ -32,7 +32,8 @@ export interface PageApiOptions {
 }
 
 const requestBody = z.strictObject({
-  phone: z.string().min(3).max(32),
+  // Short or odd input is left to the phone parser, whose refusal the page words as "not a phone number".
+  phone: z.string().min(1).max(32),
   country: z.string().regex(/^[A-Z]{2}$/).optional(),
   channel: z.enum(['sms', 'whatsapp', 'telegram', 'auto']).default('sms'),
 });

@@ -108,8 +108,8 @@ export function renderLoginBody(options: LoginViewOptions, product: string): str
   const chatButtons = options.chatChannels
     .map((chat) => `<button type="button" class="chat chat-${chat}" data-chat="${chat}">${text(chat === 'whatsapp' ? 'continue_whatsapp' : 'continue_telegram')}</button>`)
     .join('');
-  return `<h1>${escapeHtml(heading)}</h1>
-<p class="intro">${text('intro')}</p>
+  return `<h1 id="cg-title" tabindex="-1">${escapeHtml(heading)}</h1>
+<p class="intro" id="cg-intro">${text('intro')}</p>
 <div id="cg-error" class="error" role="alert" aria-live="assertive" hidden></div>
 <p id="cg-status" class="status" role="status" aria-live="polite"></p>
 <section id="cg-phone-step">
@@ -144,7 +144,6 @@ ${chatButtons ? `<div class="divider" id="cg-divider"><span>${text('or')}</span>
 </section>
 <section id="cg-restart" hidden><button type="button" id="cg-restart-button" class="primary">${text('start_again')}</button></section>
 <section id="cg-done" hidden>
-<h2>${text('signed_in')}</h2>
 <p id="cg-who"></p>
 <h3>${text('claims')}</h3>
 <pre id="cg-claims" tabindex="0"></pre>

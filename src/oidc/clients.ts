@@ -3,7 +3,7 @@ import { z } from 'zod';
 
 // The apps allowed to sign people in through Chatgate, from OIDC_CLIENTS (JSON) or OIDC_CLIENTS_FILE.
 
-const redirectUri = z.url().refine((value) => !new URL(value).hash, 'must not contain a #fragment');
+const redirectUri = z.url().pipe(z.string().refine((value) => !new URL(value).hash, 'must not contain a #fragment'));
 
 export const oidcClientSchema = z.strictObject({
   client_id: z.string().regex(/^[A-Za-z0-9._~-]{3,100}$/, 'must be 3 to 100 characters of A-Z a-z 0-9 . _ ~ -'),

@@ -89,13 +89,14 @@
       return;
     }
     var signedIn = next.signedIn;
-    ['cg-phone-step', 'cg-code-step', 'cg-chat-step', 'cg-chat-choices', 'cg-divider', 'cg-restart'].forEach(function (id) { show(id, false); });
+    ['cg-intro', 'cg-phone-step', 'cg-code-step', 'cg-chat-step', 'cg-chat-choices', 'cg-divider', 'cg-restart'].forEach(function (id) { show(id, false); });
+    $('cg-title').textContent = t('signed_in');
     var user = signedIn.user || {};
     $('cg-who').textContent = t('signed_in_as', { who: user.phone || (user.telegram && (user.telegram.username || user.telegram.firstName)) || user.id }) + ' · ' + t('user_id') + ': ' + user.id;
     $('cg-claims').textContent = JSON.stringify(signedIn.claims, null, 2);
     show('cg-done', true);
     setStatus(t('signed_in'));
-    $('cg-done').querySelector('h2').focus();
+    $('cg-title').focus();
     var signout = $('cg-signout');
     signout.onclick = function () {
       fetch('/auth/logout', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refreshToken: signedIn.refreshToken }) })
