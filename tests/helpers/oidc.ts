@@ -9,7 +9,7 @@ import { startStubServer, type StubServer } from './stub-server.js';
 export const CONFIDENTIAL_SECRET = 'confidential-client-secret-0123456789abcdef';
 
 /** A port nobody listens on right now: the issuer URL must be known before the app is built. */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = createNetServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
@@ -25,7 +25,7 @@ export interface OidcGateway extends TestApp {
 }
 
 /** The gateway listening on 127.0.0.1 with itself as the issuer, and three registered apps. */
-export async function startOidcGateway(env: Record<string, string> = {}): Promise<OidcGateway> {
+export async function startOidcGateway(env: Record<string, string> = {}, extraClients: OidcClient[] = []): Promise<OidcGateway> {
   const rp = await startStubServer();
   rp.respond(() => ({ status: 200, body: 'relying party' }));
   afterAll(() => rp.close());
@@ -56,7 +56,7 @@ export async function startOidcGateway(env: Record<string, string> = {}): Promis
   } satisfies OidcGateway['clients'];
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
-  const testApp = await buildTestApp({ PUBLIC_URL: issuer, OIDC_CLIENTS: JSON.stringify(Object.values(clients)), ...env });
+  const testApp = await buildTestApp({ PUBLIC_URL: issuer, OIDC_CLIENTS: JSON.stringify([...Object.values(clients), ...extraClients]), ...env });
   await testApp.app.listen({ host: '127.0.0.1', port });
   return { ...testApp, issuer, rp, clients };
 }
