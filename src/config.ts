@@ -172,6 +172,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (config.NODE_ENV === 'production' && clients.list && !config.PUBLIC_URL?.startsWith('https://')) {
     problems.push('PUBLIC_URL: required in production with OIDC clients, as an https:// URL (it is the OpenID issuer)');
   }
+  if (config.NODE_ENV === 'production' && clients.list && config.TRUST_PROXY === false) {
+    problems.push('TRUST_PROXY: required in production with OIDC clients (the https proxy in front says the connection is secure, so the session cookie can be Secure)');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return { ...config, OIDC_CLIENTS: clients.list, SMS_PROVIDER: config.SMS_PROVIDER ?? (config.NODE_ENV === 'production' ? undefined : 'console') };
 }

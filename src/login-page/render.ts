@@ -74,7 +74,7 @@ ${options.withScript === false ? '' : '<script src="/login/assets/login.js" defe
 <main class="card" id="cg"${dataAttributes}>
 <header class="brand">${logo}<span class="product">${escapeHtml(branding.productName)}</span></header>
 ${options.body}
-<nav class="languages" aria-label="${escapeHtml(texts.language)}">${languageLinks}</nav>
+${options.languages.length > 1 ? `<nav class="languages" aria-label="${escapeHtml(texts.language)}">${languageLinks}</nav>` : ''}
 </main>
 <script type="application/json" id="cg-texts">${textsJson}</script>
 </body>

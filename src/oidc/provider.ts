@@ -104,8 +104,9 @@ export function createOidcProvider(deps: OidcProviderDeps) {
     routes: OIDC_ROUTES,
     cookies: {
       keys: [cookieKey],
-      long: { httpOnly: true, sameSite: 'lax', signed: true },
-      short: { httpOnly: true, sameSite: 'lax', signed: true },
+      // Production runs behind the https proxy of PUBLIC_URL (TRUST_PROXY is required there), so cookies are always Secure.
+      long: { httpOnly: true, sameSite: 'lax', signed: true, ...(config.NODE_ENV === 'production' ? { secure: true } : {}) },
+      short: { httpOnly: true, sameSite: 'lax', signed: true, ...(config.NODE_ENV === 'production' ? { secure: true } : {}) },
     },
     interactions: { url: (_ctx: unknown, interaction: { uid: string }) => interactionPath(interaction.uid) },
     features: {

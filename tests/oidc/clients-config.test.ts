@@ -41,7 +41,7 @@ describe('OpenID clients from the configuration', () => {
     expect(problemsOf({ OIDC_CLIENTS_FILE: file, OIDC_CLIENTS: JSON.stringify([client]) })).toEqual(['OIDC_CLIENTS and OIDC_CLIENTS_FILE: set one of them, not both']);
   });
 
-  it('in production, requires an https PUBLIC_URL as the issuer when apps are registered', () => {
+  it('in production, requires an https PUBLIC_URL as the issuer and a trusted proxy when apps are registered', () => {
     const production = {
       NODE_ENV: 'production',
       JWT_ISSUER: 'https://auth.example',
@@ -53,9 +53,12 @@ describe('OpenID clients from the configuration', () => {
       SMS_HTTP_SECRET: 's'.repeat(20),
       OIDC_CLIENTS: JSON.stringify([client]),
     };
-    expect(problemsOf({ ...production, PUBLIC_URL: 'http://auth.example' })).toEqual([
+    expect(problemsOf({ ...production, PUBLIC_URL: 'http://auth.example', TRUST_PROXY: '1' })).toEqual([
       'PUBLIC_URL: required in production with OIDC clients, as an https:// URL (it is the OpenID issuer)',
     ]);
-    expect(problemsOf({ ...production, PUBLIC_URL: 'https://auth.example' })).toEqual([]);
+    expect(problemsOf({ ...production, PUBLIC_URL: 'https://auth.example' })).toEqual([
+      'TRUST_PROXY: required in production with OIDC clients (the https proxy in front says the connection is secure, so the session cookie can be Secure)',
+    ]);
+    expect(problemsOf({ ...production, PUBLIC_URL: 'https://auth.example', TRUST_PROXY: '1' })).toEqual([]);
   });
 });

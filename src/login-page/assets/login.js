@@ -36,6 +36,8 @@
 
   // What a refusal of the API means for the person in front of the page.
   function sentenceFor(body, status) {
+    // The sign-in attempt itself is gone (the OpenID request expired): no new code helps, the app must start again.
+    if (body && body.reason === 'session_expired') return t('err_session_expired');
     var code = body && body.error;
     switch (code) {
       case 'invalid_code':
@@ -51,7 +53,6 @@
       case 'channel_unavailable': return t('err_channel_unavailable');
       case 'not_found': return t('err_not_found');
       case 'user_blocked': return t('err_user_blocked');
-      case 'session_expired': return t('err_session_expired');
       default: return status === 0 ? t('err_network') : t('err_generic');
     }
   }
@@ -257,8 +258,8 @@
       })
       .catch(function (error) {
         if (intent !== current) return;
-        var code = error.body && error.body.error;
-        if (code === 'session_expired' || code === 'not_found') chatEnded(error.message);
+        var body = error.body || {};
+        if (body.reason === 'session_expired' || body.error === 'not_found' || body.error === 'unauthorized') chatEnded(error.message);
         else pollTimer = setTimeout(poll, 3000);
       });
   }
