@@ -96,7 +96,8 @@ export function renderLoginBody(options: LoginViewOptions, product: string): str
   const t = textsFor(options.language);
   const text = (key: TextKey) => escapeHtml(t[key]);
   const heading = options.appName ? fill(t.signing_in_to, { app: options.appName }) : fill(t.signing_in_to, { app: product });
-  const countries = options.countries
+  const pick = `<option value=""${options.defaultCountry ? '' : ' selected'}>${text('country_pick')}</option>`;
+  const countries = pick + options.countries
     .map((country) => `<option value="${country.code}"${country.code === options.defaultCountry ? ' selected' : ''}>${escapeHtml(country.name)} (${country.dial})</option>`)
     .join('');
   const viaLabel: Record<string, TextKey> = { auto: 'via_auto', sms: 'via_sms', whatsapp: 'via_whatsapp', telegram: 'via_telegram' };

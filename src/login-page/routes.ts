@@ -51,11 +51,24 @@ export function sendPage(reply: FastifyReply, html: string, csp: string, status 
     .send(html);
 }
 
-export function loginViewOptions(config: Config, options: Pick<LoginPageOptions, 'codeChannels' | 'chatChannels'>, language: PageLanguage) {
+/** The country the selector starts at: DEFAULT_COUNTRY, else the region of the browser's language (en-GB: GB), else none. */
+export function startingCountry(config: Config, acceptLanguage: string | undefined): string | undefined {
+  if (config.DEFAULT_COUNTRY) return config.DEFAULT_COUNTRY;
+  const region = /^[a-z]{2,3}-([A-Z]{2})\b/i.exec(acceptLanguage?.split(',')[0]?.trim() ?? '')?.[1]?.toUpperCase();
+  if (!region) return undefined;
+  return !config.OTP_ALLOWED_COUNTRIES || config.OTP_ALLOWED_COUNTRIES.includes(region) ? region : undefined;
+}
+
+export function loginViewOptions(
+  config: Config,
+  options: Pick<LoginPageOptions, 'codeChannels' | 'chatChannels'>,
+  language: PageLanguage,
+  acceptLanguage: string | undefined,
+) {
   return {
     language,
     countries: countryOptions(language, config.OTP_ALLOWED_COUNTRIES),
-    defaultCountry: config.DEFAULT_COUNTRY,
+    defaultCountry: startingCountry(config, acceptLanguage),
     codeChannels: options.codeChannels,
     chatChannels: options.chatChannels,
   };
@@ -86,7 +99,7 @@ export async function loginPageRoutes(app: FastifyInstance, options: LoginPageOp
       title: textsFor(language).title,
       selfPath: '/login',
       data: { api: '/login/api', view: 'login' },
-      body: renderLoginBody(loginViewOptions(config, options, language), branding.productName),
+      body: renderLoginBody(loginViewOptions(config, options, language, request.headers['accept-language']), branding.productName),
     });
     return sendPage(reply, html, pageCsp(branding));
   });

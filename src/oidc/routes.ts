@@ -122,7 +122,7 @@ export async function oidcRoutes(app: FastifyInstance, options: OidcRoutesOption
       const body = renderConsentBody(texts, appName, branding.productName, scopes);
       return sendPage(reply, renderShell({ ...shell, title: fill(texts.consent_title, { app: appName }), data: { api, view: 'consent' }, body }), pageCsp(branding));
     }
-    const body = renderLoginBody({ ...loginViewOptions(config, options, language), appName }, branding.productName);
+    const body = renderLoginBody({ ...loginViewOptions(config, options, language, request.headers['accept-language']), appName }, branding.productName);
     return sendPage(reply, renderShell({ ...shell, title: texts.title, data: { api, view: 'login' }, body }), pageCsp(branding));
   });
 

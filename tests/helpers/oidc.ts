@@ -129,7 +129,7 @@ export function newContext(
 export async function sendCode(page: Page, phone: string): Promise<void> {
   await page.getByLabel('Phone number').fill(phone);
   await page.getByRole('button', { name: 'Send code' }).click();
-  await page.getByLabel('Code').waitFor({ state: 'visible' });
+  await page.getByLabel('Code', { exact: true }).waitFor({ state: 'visible' });
 }
 
 /** Saves a screenshot for the README (docs/screenshots). */

@@ -24,7 +24,7 @@ describe('the hosted login page', () => {
     await phoneField.focus();
     await page.keyboard.type(`0${phone.slice(3)}`);
     await page.keyboard.press('Enter');
-    const codeField = page.getByLabel('Code');
+    const codeField = page.getByLabel('Code', { exact: true });
     await codeField.waitFor({ state: 'visible' });
     await expect(codeField.getAttribute('autocomplete')).resolves.toBe('one-time-code');
     await expect(codeField.getAttribute('inputmode')).resolves.toBe('numeric');
@@ -63,8 +63,8 @@ describe('the hosted login page', () => {
     const phone = uniquePhone();
     await page.getByLabel('Número de teléfono').fill(phone);
     await page.getByRole('button', { name: 'Enviar código' }).click();
-    await page.getByLabel('Código').waitFor({ state: 'visible' });
-    await page.getByLabel('Código').fill(gateway.sms.lastCodeFor(phone));
+    await page.getByLabel('Código', { exact: true }).waitFor({ state: 'visible' });
+    await page.getByLabel('Código', { exact: true }).fill(gateway.sms.lastCodeFor(phone));
     await page.getByRole('button', { name: 'Entrar' }).click();
     await page.waitForURL((url) => url.href.startsWith(callbackUri));
     await context.close();
@@ -99,7 +99,7 @@ describe('the hosted login page', () => {
     await page.goto((await authorizationRequest(partner, redirect)).url.href);
     const phone = uniquePhone();
     await sendCode(page, phone);
-    await page.getByLabel('Code').fill(gateway.sms.lastCodeFor(phone));
+    await page.getByLabel('Code', { exact: true }).fill(gateway.sms.lastCodeFor(phone));
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('heading', { name: 'Partner Tools wants to:' }).waitFor();
     await expect(page.getByRole('listitem').allTextContents()).resolves.toEqual(['Know who you are on Acme ID', 'See your phone number', 'See your Telegram name and username', 'Keep you signed in']);

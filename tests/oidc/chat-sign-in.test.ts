@@ -26,12 +26,13 @@ let waCounter = 0;
 const whatsappSender = () => ({ waId: `44791170${String((waCounter += 1)).padStart(4, '0')}`, name: 'Kerry' });
 
 /** Opens the hosted page for a new authorization request and chooses a chat. */
-async function startChatSignIn(chat: 'WhatsApp' | 'Telegram', width = 1280) {
+async function startChatSignIn(chat: 'WhatsApp' | 'Telegram', width = 1280, screenshotOfStart?: string) {
   const config = await discover(gateway);
   const request = await authorizationRequest(config, gateway.clients.confidential.redirect_uris[0]!);
   const context = await newContext(browser, { width });
   const page = await context.newPage();
   await page.goto(request.url.href);
+  if (screenshotOfStart) await screenshot(page, screenshotOfStart);
   await page.getByRole('button', { name: `Continue with ${chat}` }).click();
   const link = page.getByRole('link', { name: `Open ${chat}` });
   await link.waitFor({ state: 'visible' });
@@ -40,7 +41,7 @@ async function startChatSignIn(chat: 'WhatsApp' | 'Telegram', width = 1280) {
 
 describe('Sign in with Chatgate through a chat, in Chromium', () => {
   it('WhatsApp: the page shows a QR code and the link, continues by itself after Confirm, and the ID token says amr whatsapp', async () => {
-    const { config, request, context, page, link } = await startChatSignIn('WhatsApp');
+    const { config, request, context, page, link } = await startChatSignIn('WhatsApp', 1280, 'all-ways-desktop');
     expect(link.origin).toBe('https://wa.me');
     const code = link.searchParams.get('text')!.replace('LOGIN ', '');
     await expect(page.getByRole('img', { name: 'QR code for the sign-in link' }).isVisible()).resolves.toBe(true);
@@ -59,7 +60,7 @@ describe('Sign in with Chatgate through a chat, in Chromium', () => {
   });
 
   it('Telegram: /start with the link token and Confirm sign the person in with amr telegram and their Telegram name', async () => {
-    const { config, request, context, page, link } = await startChatSignIn('Telegram');
+    const { config, request, context, page, link } = await startChatSignIn('Telegram', 360, 'all-ways-mobile');
     expect(link.href).toMatch(/^https:\/\/t\.me\/chatgate_test_bot\?start=/);
     const person = { id: 812_345, first_name: 'Ana', username: 'ana_tg' };
     await deliverUpdate(app, textUpdate(person, `/start ${link.searchParams.get('start')}`, clock.now()));
@@ -69,6 +70,25 @@ describe('Sign in with Chatgate through a chat, in Chromium', () => {
 
     const tokens = await exchangeAt(page, config, request);
     expect(tokens.claims()).toMatchObject({ amr: ['telegram'], name: 'Ana', preferred_username: 'ana_tg' });
+    await context.close();
+  });
+
+  it('offers the code channels that are configured, and sends the code by the chosen one', async () => {
+    const config = await discover(gateway);
+    const context = await newContext(browser);
+    const page = await context.newPage();
+    await page.goto((await authorizationRequest(config, gateway.clients.confidential.redirect_uris[0]!)).url.href);
+    // No DEFAULT_COUNTRY here: the selector starts at the region of the browser's language (en-GB).
+    await expect(page.getByLabel('Country').inputValue()).resolves.toBe('GB');
+    const choice = page.getByLabel('Send the code by');
+    await expect(choice.locator('option').allTextContents()).resolves.toEqual(['SMS', 'WhatsApp', 'Telegram', 'The best way for me']);
+    await choice.selectOption('whatsapp');
+    const sender = whatsappSender();
+    await page.getByLabel('Phone number').fill(`+${sender.waId}`);
+    await page.getByRole('button', { name: 'Send code' }).click();
+    await page.getByLabel('Code', { exact: true }).waitFor({ state: 'visible', timeout: 5000 });
+    await expect(page.locator('#cg-code-sent').textContent()).resolves.toMatch(/^We sent a code to \+44 7911 70\d{4} by WhatsApp\.$/);
+    expect(graphSends(graph)).toEqual([expect.objectContaining({ to: `+${sender.waId}`, type: 'template' })]);
     await context.close();
   });
 

@@ -21,7 +21,7 @@ describe('the example app in examples/', () => {
     await expect(page.getByRole('heading', { level: 1 }).textContent()).resolves.toBe('Sign in to Chatgate example app');
     const phone = uniquePhone();
     await sendCode(page, phone);
-    await page.getByLabel('Code').fill(gateway.sms.lastCodeFor(phone));
+    await page.getByLabel('Code', { exact: true }).fill(gateway.sms.lastCodeFor(phone));
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.waitForURL(`${exampleUrl}/`);
     await expect(page.locator('#who').textContent()).resolves.toBe(`Signed in as ${phone}`);

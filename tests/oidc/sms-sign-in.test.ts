@@ -27,7 +27,7 @@ describe('Sign in with Chatgate by SMS code, in Chromium, with openid-client as 
 
     const phone = uniquePhone();
     await sendCode(page, phone);
-    await page.getByLabel('Code').fill(gateway.sms.lastCodeFor(phone));
+    await page.getByLabel('Code', { exact: true }).fill(gateway.sms.lastCodeFor(phone));
     const landed = page.waitForURL((url) => url.href.startsWith(request.redirectUri));
     await page.getByRole('button', { name: 'Sign in' }).click();
     await landed;
