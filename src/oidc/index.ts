@@ -44,6 +44,8 @@ export async function registerSignInWithChatgate(app: FastifyInstance, options: 
     clock,
     ...pages,
   });
+  // The provider answers its own 500s; the cause goes to our log.
+  provider.on('server_error', (_ctx: unknown, error: Error) => app.log.error({ err: error }, 'oidc provider error'));
   const takeApprovedIntent = createIntentHandover({
     intents: database.models.LoginIntent,
     reservations: services.reservations,

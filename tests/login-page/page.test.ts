@@ -115,6 +115,25 @@ describe('the hosted login page', () => {
     await context.close();
   });
 
+  it('tells the person when the sign-in attempt has expired under the page, instead of asking for a new code', async () => {
+    const context = await newContext(browser);
+    const page = await context.newPage();
+    await page.goto((await authorizationRequest(config, callbackUri)).url.href);
+    const before = gateway.clock.now();
+    gateway.clock.advance(2 * 3600);
+    try {
+      await page.getByLabel('Phone number').fill(uniquePhone());
+      await page.getByRole('button', { name: 'Send code' }).click();
+      await expect(page.getByRole('alert').textContent()).resolves.toBe('This sign-in attempt has expired. Go back to the app and start again.');
+      await page.reload();
+      await expect(page.getByRole('heading', { level: 1 }).textContent()).resolves.toBe('Something is not right');
+      await expect(page.getByText('This sign-in attempt has expired or was already finished. Go back to the app and start again.').isVisible()).resolves.toBe(true);
+    } finally {
+      gateway.clock.set(before);
+    }
+    await context.close();
+  });
+
   it('serves its script and styles as files and no inline script', async () => {
     const page = await fetch(`${gateway.issuer}/login`);
     const html = await page.text();

@@ -26,10 +26,10 @@ let waCounter = 0;
 const whatsappSender = () => ({ waId: `44791170${String((waCounter += 1)).padStart(4, '0')}`, name: 'Kerry' });
 
 /** Opens the hosted page for a new authorization request and chooses a chat. */
-async function startChatSignIn(chat: 'WhatsApp' | 'Telegram', width = 1280, screenshotOfStart?: string) {
+async function startChatSignIn(chat: 'WhatsApp' | 'Telegram', width = 1280, screenshotOfStart?: string, phone = false) {
   const config = await discover(gateway);
   const request = await authorizationRequest(config, gateway.clients.confidential.redirect_uris[0]!);
-  const context = await newContext(browser, { width });
+  const context = await newContext(browser, { width, isMobile: phone, hasTouch: phone });
   const page = await context.newPage();
   await page.goto(request.url.href);
   if (screenshotOfStart) await screenshot(page, screenshotOfStart);
@@ -92,8 +92,11 @@ describe('Sign in with Chatgate through a chat, in Chromium', () => {
     await context.close();
   });
 
-  it('a rejected chat confirmation is shown with a way to start again, and the app gets no code', async () => {
-    const { context, page, link } = await startChatSignIn('WhatsApp', 360);
+  it('on a phone: the link instead of a QR code; a rejected chat confirmation is shown with a way to start again, and the app gets no code', async () => {
+    const { context, page, link } = await startChatSignIn('WhatsApp', 360, undefined, true);
+    // On a phone the link opens WhatsApp; there is no QR code to scan.
+    await expect(page.getByRole('img', { name: 'QR code for the sign-in link' }).isVisible()).resolves.toBe(false);
+    await screenshot(page, 'whatsapp-mobile');
     const code = link.searchParams.get('text')!.replace('LOGIN ', '');
     const sender = whatsappSender();
     await deliver(app, notification([textMessage(sender, `LOGIN ${code}`, clock.now())], sender));
