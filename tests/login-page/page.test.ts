@@ -43,6 +43,11 @@ describe('the hosted login page', () => {
     expect(claims).toMatchObject({ phone_number: phone, phone_number_verified: true, amr: ['sms'], iss: gateway.config.JWT_ISSUER });
     await expect(page.locator('#cg-who').textContent()).resolves.toMatch(new RegExp(`^Signed in as \\${phone} · User id: [0-9a-f]{24}$`));
     await screenshot(page, 'login-signed-in-mobile');
+
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByLabel('Phone number').waitFor({ state: 'visible' });
+    const session = await gateway.database.models.Session.findById(String(claims.sid)).lean();
+    expect(session?.revokedReason).toBe('logout');
     await context.close();
   });
 

@@ -69,8 +69,9 @@ describe('Sign in with Chatgate by SMS code, in Chromium, with openid-client as 
     await signedOut;
     expect(new URL(page.url()).searchParams.get('state')).toBe('bye');
 
-    const audit = await gateway.database.models.AuditEvent.find({ type: /^oidc\./ }).lean();
-    expect(audit.map((event) => event.type)).toEqual(expect.arrayContaining(['oidc.authorized', 'oidc.token_exchanged', 'oidc.token_refreshed', 'oidc.logout']));
+    // The provider reports its events after answering, so the trail is written a moment later.
+    const auditTypes = async () => (await gateway.database.models.AuditEvent.find({ type: /^oidc\./ }).lean()).map((event) => event.type);
+    await expect.poll(auditTypes, { timeout: 5000 }).toEqual(expect.arrayContaining(['oidc.authorized', 'oidc.token_exchanged', 'oidc.token_refreshed', 'oidc.logout']));
     await context.close();
   });
 });
