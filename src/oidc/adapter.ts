@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Model } from 'mongoose';
 import { errors } from 'oidc-provider';
 import type { OidcEntry } from '../../models/oidc-entry.js';
@@ -23,6 +24,22 @@ export interface OidcAdapter {
   revokeByGrantId(grantId: string): Promise<void>;
 }
 
+// For these the id is the credential itself (a code or token handed to a client): it is stored only as a digest, and
+// the payload's copy of it (jti) is left out and put back from the id presented. Sessions, interactions and grants
+// are found by other fields too (findByUid), so they keep their jti; their ids are digested all the same.
+const BEARER_KINDS = new Set([
+  'AuthorizationCode',
+  'AccessToken',
+  'RefreshToken',
+  'ClientCredentials',
+  'PushedAuthorizationRequest',
+  'BackchannelAuthenticationRequest',
+  'RegistrationAccessToken',
+  'InitialAccessToken',
+]);
+
+const digest = (id: string): string => createHash('sha256').update(id).digest('base64url');
+
 // Entries the provider keeps without an expiry (none today, but its contract allows it) stay this long at most.
 const DEFAULT_KEEP_SECONDS = 14 * 86_400;
 
@@ -35,25 +52,29 @@ const DEFAULT_KEEP_SECONDS = 14 * 86_400;
 export function createOidcAdapterFactory(entries: Model<OidcEntry>, reservations: Reservations, clock: Clock) {
   const collection = entries.collection;
 
-  const live = (entry: OidcEntry | null): OidcPayload | undefined => {
+  const live = (entry: OidcEntry | null, id?: string): OidcPayload | undefined => {
     if (!entry) return undefined;
     if (entry.expiresAt && entry.expiresAt.getTime() <= clock.now().getTime()) return undefined;
-    return entry.payload as OidcPayload;
+    const payload = entry.payload as OidcPayload;
+    return id !== undefined && BEARER_KINDS.has(entry.kind) ? { ...payload, jti: id } : payload;
   };
 
   const factory = (kind: string): OidcAdapter => {
-    const key = (id: string) => `${kind}:${id}`;
+    const key = (id: string) => `${kind}:${digest(id)}`;
+    const bearer = BEARER_KINDS.has(kind);
     return {
-      async upsert(id, payload, expiresIn) {
+      async upsert(id, input, expiresIn) {
         const expiresAt = new Date(clock.now().getTime() + (expiresIn ?? DEFAULT_KEEP_SECONDS) * 1000);
+        const { jti: _jti, ...withoutId } = input;
+        const payload = bearer ? withoutId : input;
         const document: Omit<OidcEntry, '_id'> = { kind, payload, expiresAt };
-        if (payload.grantId) document.grantId = payload.grantId;
-        if (payload.uid) document.uid = payload.uid;
-        if (payload.userCode) document.userCode = payload.userCode;
+        if (input.grantId) document.grantId = input.grantId;
+        if (input.uid) document.uid = input.uid;
+        if (input.userCode) document.userCode = input.userCode;
         await collection.replaceOne({ _id: key(id) as never }, document, { upsert: true });
       },
       async find(id) {
-        return live(await collection.findOne<OidcEntry>({ _id: key(id) as never }));
+        return live(await collection.findOne<OidcEntry>({ _id: key(id) as never }), id);
       },
       async findByUid(uid) {
         return live(await collection.findOne<OidcEntry>({ kind, uid }));

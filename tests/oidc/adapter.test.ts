@@ -14,11 +14,11 @@ describe('the provider storage on MongoDB', () => {
   it('keeps an entry until it expires, then neither finds it nor keeps it after a sweep', async () => {
     const codes = adapter.factory('AuthorizationCode');
     await codes.upsert('code-1', { grantId: 'g1', accountId: 'a' }, 60);
-    expect(await codes.find('code-1')).toEqual({ grantId: 'g1', accountId: 'a' });
+    expect(await codes.find('code-1')).toEqual({ jti: 'code-1', grantId: 'g1', accountId: 'a' });
     clock.advance(61);
     expect(await codes.find('code-1')).toBeUndefined();
     expect(await adapter.sweepExpired()).toBeGreaterThanOrEqual(1);
-    expect(await entries.countDocuments({ _id: 'AuthorizationCode:code-1' })).toBe(0);
+    expect(await entries.countDocuments({ kind: 'AuthorizationCode', 'payload.grantId': 'g1' })).toBe(0);
   });
 
   it('consumes an entry once: of 30 concurrent consumers one wins, the others get invalid_grant, and the entry says consumed', async () => {
@@ -30,6 +30,16 @@ describe('the provider storage on MongoDB', () => {
     expect((await codes.find('code-2'))?.consumed).toEqual(expect.any(Number));
   });
 
+  it('keeps codes and tokens as digests: the stored entry holds neither the id nor its jti, and find gives the jti back', async () => {
+    const refreshTokens = adapter.factory('RefreshToken');
+    const token = 'refresh-token-value-that-must-not-be-stored-0123';
+    await refreshTokens.upsert(token, { jti: token, grantId: 'g4', accountId: 'a' }, 60);
+    const stored = await entries.find({ kind: 'RefreshToken' }).lean();
+    expect(JSON.stringify(stored)).not.toContain(token);
+    expect(await refreshTokens.find(token)).toEqual({ jti: token, grantId: 'g4', accountId: 'a' });
+    expect(await refreshTokens.find(`${token}x`)).toBeUndefined();
+  });
+
   it('revokes everything of a grant, and finds sessions by uid', async () => {
     const tokens = adapter.factory('AccessToken');
     const sessions = adapter.factory('Session');
@@ -37,7 +47,7 @@ describe('the provider storage on MongoDB', () => {
     await tokens.upsert('t2', { grantId: 'g3' }, 60);
     await tokens.upsert('t3', { grantId: 'other' }, 60);
     await tokens.revokeByGrantId('g3');
-    expect([await tokens.find('t1'), await tokens.find('t2'), await tokens.find('t3')]).toEqual([undefined, undefined, { grantId: 'other' }]);
+    expect([await tokens.find('t1'), await tokens.find('t2'), await tokens.find('t3')]).toEqual([undefined, undefined, { jti: 't3', grantId: 'other' }]);
     await sessions.upsert('s1', { uid: 'uid-1', accountId: 'a' }, 60);
     expect(await sessions.findByUid('uid-1')).toEqual({ uid: 'uid-1', accountId: 'a' });
     await sessions.destroy('s1');

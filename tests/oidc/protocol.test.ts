@@ -110,6 +110,14 @@ describe('the OpenID Provider refuses what the protocol refuses', () => {
     await expect(exchange(callback, request)).resolves.toHaveProperty('access_token');
   });
 
+  it('stores no authorization code, access token or refresh token in the clear', async () => {
+    const request = await authorizationRequest(confidential, callbackUri);
+    const { callback } = await signInOverHttp(gateway, request.url, uniquePhone());
+    const tokens = await exchange(callback, request);
+    const stored = JSON.stringify(await gateway.database.connection.collection('oidc_entries').find().toArray());
+    for (const secret of [callback.searchParams.get('code')!, tokens.access_token, tokens.refresh_token!]) expect(stored).not.toContain(secret);
+  });
+
   it('revocation ends a refresh token', async () => {
     const request = await authorizationRequest(confidential, callbackUri);
     const { callback } = await signInOverHttp(gateway, request.url, uniquePhone());
