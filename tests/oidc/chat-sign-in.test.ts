@@ -1,5 +1,6 @@
 import { beforeEach, describe, expect, it } from 'vitest';
-import { authorizationRequest, discover, exchangeAt, launchBrowser, newContext, screenshot, startOidcGateway } from '../helpers/oidc.js';
+import * as client from 'openid-client';
+import { authorizationRequest, discover, exchangeAt, launchBrowser, newContext, screenshot, signInOverHttp, startOidcGateway } from '../helpers/oidc.js';
 import { startStubServer } from '../helpers/stub-server.js';
 import { botApiAnswersOk, botCalls, callbackUpdate, deliverUpdate, TELEGRAM_ENV, textUpdate } from '../helpers/telegram.js';
 import { buttonReply, deliver, graphAnswersOk, graphSends, notification, textMessage, WHATSAPP_ENV } from '../helpers/whatsapp.js';
@@ -40,7 +41,7 @@ async function startChatSignIn(chat: 'WhatsApp' | 'Telegram', width = 1280, scre
 }
 
 describe('Sign in with Chatgate through a chat, in Chromium', () => {
-  it('WhatsApp: the page shows a QR code and the link, continues by itself after Confirm, and the ID token says amr whatsapp', async () => {
+  it('WhatsApp: the page shows a QR code and the link, continues by itself after Confirm; the ID token says amr whatsapp with the sub the same phone got by SMS', async () => {
     const { config, request, context, page, link } = await startChatSignIn('WhatsApp', 1280, 'all-ways-desktop');
     expect(link.origin).toBe('https://wa.me');
     const code = link.searchParams.get('text')!.replace('LOGIN ', '');
@@ -48,7 +49,13 @@ describe('Sign in with Chatgate through a chat, in Chromium', () => {
     await expect(page.getByText(`LOGIN ${code}`).isVisible()).resolves.toBe(true);
     await screenshot(page, 'whatsapp-desktop');
 
+    // The same person signed in by SMS code before: the WhatsApp sign-in must give the same sub.
     const sender = whatsappSender();
+    const bySms = await authorizationRequest(config, gateway.clients.confidential.redirect_uris[0]!);
+    const { callback } = await signInOverHttp(gateway, bySms.url, `+${sender.waId}`);
+    const smsTokens = await client.authorizationCodeGrant(config, callback, { pkceCodeVerifier: bySms.verifier, expectedState: bySms.state, expectedNonce: bySms.nonce });
+    graph.requests.length = 0;
+
     await deliver(app, notification([textMessage(sender, `LOGIN ${code}`, clock.now())], sender));
     const confirm = graphSends(graph)[0]!.interactive!.action.buttons[0]!.reply;
     expect(confirm.title).toBe('Confirm');
@@ -56,6 +63,7 @@ describe('Sign in with Chatgate through a chat, in Chromium', () => {
 
     const tokens = await exchangeAt(page, config, request);
     expect(tokens.claims()).toMatchObject({ amr: ['whatsapp'], phone_number: `+${sender.waId}`, phone_number_verified: true });
+    expect(tokens.claims()!.sub).toBe(smsTokens.claims()!.sub);
     await context.close();
   });
 
