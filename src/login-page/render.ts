@@ -1,6 +1,6 @@
 import type { Config } from '../config.js';
 import type { CountryOption } from './countries.js';
-import { fill, pageLanguages, textsFor, type PageLanguage, type PageTexts, type TextKey } from './texts.js';
+import { fill, textsFor, type PageLanguage, type PageTexts, type TextKey } from './texts.js';
 
 // Server-rendered HTML of the hosted page. Everything printed goes through `html` escaping; the page's only script
 // is /login/assets/login.js (no inline script, no inline style: the CSP forbids both).
@@ -169,5 +169,3 @@ export function renderConsentBody(texts: PageTexts, appName: string, product: st
 <div class="row"><button type="button" id="cg-allow" class="primary">${escapeHtml(texts.allow)}</button>
 <button type="button" id="cg-deny" class="secondary">${escapeHtml(texts.deny)}</button></div>`;
 }
-
-export { pageLanguages };

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import type { Model } from 'mongoose';
 import { oidcEntrySchema, type OidcEntry } from '../../models/oidc-entry.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
@@ -27,7 +28,8 @@ const SWEEP_MS = 10 * 60_000;
 /** "Sign in with Chatgate": the OpenID Provider, its hosted login page, and /login for a direct visit. */
 export async function registerSignInWithChatgate(app: FastifyInstance, options: SignInWithChatgateOptions): Promise<void> {
   const { config, database, services, clock } = options;
-  const entries = database.connection.models.OidcEntry ?? database.connection.model<OidcEntry>('OidcEntry', oidcEntrySchema);
+  // Registered here rather than with the gateway's models: the collection belongs to this room.
+  const entries = (database.connection.models.OidcEntry as Model<OidcEntry> | undefined) ?? database.connection.model<OidcEntry>('OidcEntry', oidcEntrySchema);
   for (const [fields, indexOptions] of oidcEntrySchema.indexes()) {
     await entries.collection.createIndex(fields as Record<string, 1 | -1>, indexOptions as Record<string, unknown>);
   }
@@ -37,7 +39,7 @@ export async function registerSignInWithChatgate(app: FastifyInstance, options: 
     issuer: oidcIssuer(config),
     privateJwks: options.keys.privateJwks,
     pepper: options.pepper,
-    entries: entries as never,
+    entries,
     reservations: services.reservations,
     identities: services.identities,
     audit: services.audit,

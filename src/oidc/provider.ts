@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import type { JWK } from 'jose';
 import type { Model } from 'mongoose';
 import Provider, { type GrantInstance, type KoaContextLike } from 'oidc-provider';
 import type { OidcEntry } from '../../models/oidc-entry.js';
@@ -10,7 +11,6 @@ import type { Reservations } from '../services/reservations.js';
 import { createAccountFinder } from './account.js';
 import { createOidcAdapterFactory } from './adapter.js';
 import { developmentExampleClient, type OidcClient } from './clients.js';
-import type { JWK } from 'jose';
 
 export interface OidcProviderDeps {
   config: Config;

@@ -1,10 +1,9 @@
-import { beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import * as client from 'openid-client';
 import { authorizationRequest, discover, exchangeAt, launchBrowser, newContext, screenshot, signInOverHttp, startOidcGateway } from '../helpers/oidc.js';
 import { startStubServer } from '../helpers/stub-server.js';
 import { botApiAnswersOk, botCalls, callbackUpdate, deliverUpdate, TELEGRAM_ENV, textUpdate } from '../helpers/telegram.js';
 import { buttonReply, deliver, graphAnswersOk, graphSends, notification, textMessage, WHATSAPP_ENV } from '../helpers/whatsapp.js';
-import { afterAll } from 'vitest';
 
 const graph = await startStubServer();
 const botApi = await startStubServer();
