@@ -122,6 +122,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     codeChannels: codeChannels.length > 1 ? [...codeChannels, 'auto'] : codeChannels,
     chatChannels: chatChannels.filter((channel) => channel.links.length > 0).map((channel) => channel.name as 'whatsapp' | 'telegram'),
     rateLimit: strictLimit,
+    smsSender: senders.sms,
   });
 
   for (const [name, message] of Object.entries(offMessages)) {

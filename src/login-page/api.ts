@@ -3,10 +3,12 @@ import { parsePhoneNumberFromString } from 'libphonenumber-js/max';
 import QRCode from 'qrcode';
 import { z } from 'zod';
 import type { Channel } from '../../models/channels.js';
+import type { CodeSender } from '../delivery/types.js';
 import type { User } from '../../models/user.js';
 import { AppError } from '../errors.js';
 import { bearerToken, parseInput } from '../http/input.js';
 import { parsePhone } from '../phone.js';
+import { pageLanguages, type PageLanguage } from './texts.js';
 import type { Services } from '../services/index.js';
 
 // The small API the page's script calls, the same under /login/api (a direct visit) and under
@@ -27,6 +29,8 @@ export interface PageApiOptions {
   complete(request: FastifyRequest, reply: FastifyReply, user: User, channel: Channel): Promise<Next>;
   /** An intent's state; `approved` comes with the user, exactly once. */
   pollIntent(request: FastifyRequest, reply: FastifyReply, intentId: string, pollToken: string | undefined): Promise<IntentAnswer>;
+  /** The SMS sender wording the code in the page's language, when the operator kept the default OTP_MESSAGE. */
+  smsIn?(language: PageLanguage): CodeSender | undefined;
   /** Runs before every call: the OIDC page checks that its interaction still exists. */
   guard?(request: FastifyRequest, reply: FastifyReply): Promise<void>;
 }
@@ -36,6 +40,8 @@ const requestBody = z.strictObject({
   phone: z.string().min(1).max(32),
   country: z.string().regex(/^[A-Z]{2}$/).optional(),
   channel: z.enum(['sms', 'whatsapp', 'telegram', 'auto']).default('sms'),
+  // The page's language, so the SMS speaks it too.
+  language: z.enum(pageLanguages).optional(),
 });
 const verifyBody = z.strictObject({ challengeId: z.string().min(1).max(64), code: z.string().min(1).max(32) });
 const intentBody = z.strictObject({ chat: z.enum(['whatsapp', 'telegram']) });
@@ -49,7 +55,8 @@ export async function registerPageApi(app: FastifyInstance, options: PageApiOpti
     await guard(request, reply);
     const body = parseInput(requestBody, request.body);
     const { e164 } = parsePhone(body.phone, body.country ?? options.defaultCountry, options.testNumbers);
-    const sent = await services.otp.requestCode({ phone: e164, channel: body.channel, ip: request.ip });
+    const via = body.channel === 'sms' && body.language ? options.smsIn?.(body.language) : undefined;
+    const sent = await services.otp.requestCode({ phone: e164, channel: body.channel, ip: request.ip, ...(via ? { via } : {}) });
     const shown = parsePhoneNumberFromString(e164)?.formatInternational() ?? e164;
     return { ...sent, phone: shown };
   });

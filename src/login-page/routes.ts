@@ -2,12 +2,13 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { decodeJwt } from 'jose';
-import type { Config } from '../config.js';
+import { configSchema, type Config } from '../config.js';
+import type { CodeSender } from '../delivery/types.js';
 import type { Services } from '../services/index.js';
 import { registerPageApi } from './api.js';
 import { countryOptions } from './countries.js';
 import { brandingOf, pageCsp, renderLoginBody, renderShell, type Branding } from './render.js';
-import { chooseLanguage, textsFor, type PageLanguage } from './texts.js';
+import { chooseLanguage, fill, textsFor, type PageLanguage } from './texts.js';
 
 export interface LoginPageOptions {
   config: Config;
@@ -16,6 +17,30 @@ export interface LoginPageOptions {
   codeChannels: readonly string[];
   chatChannels: readonly ('whatsapp' | 'telegram')[];
   rateLimit: object;
+  smsIn?(language: PageLanguage): CodeSender | undefined;
+}
+
+/**
+ * The SMS sender, with the code worded in the page's language and a last line for WebOTP (the browser on the phone
+ * offers the code to the page of that host). Only while OTP_MESSAGE is the default: an operator's own wording is
+ * theirs to keep.
+ */
+export function localizedSms(config: Config, sms: CodeSender | undefined, pageHost: string): ((language: PageLanguage) => CodeSender | undefined) | undefined {
+  if (!sms || config.OTP_MESSAGE !== configSchema.shape.OTP_MESSAGE.parse(undefined)) return undefined;
+  const senders = new Map<PageLanguage, CodeSender>();
+  for (const language of config.LOGIN_LANGUAGES) {
+    const template = textsFor(language).sms_code;
+    senders.set(language, {
+      channel: sms.channel,
+      provider: sms.provider,
+      canReach: (message) => sms.canReach(message),
+      send: (message) => {
+        const text = fill(template, { product: config.SERVICE_NAME, code: message.code, minutes: message.ttlMinutes });
+        return sms.send({ ...message, text: `${text}\n\n@${pageHost} #${message.code}` });
+      },
+    });
+  }
+  return (language) => senders.get(language);
 }
 
 // The script and styles are files of their own (served with a strict CSP), read once at start. In a build, the
@@ -110,6 +135,7 @@ export async function loginPageRoutes(app: FastifyInstance, options: LoginPageOp
     defaultCountry: config.DEFAULT_COUNTRY,
     testNumbers: config.OTP_TEST_NUMBERS,
     rateLimit: options.rateLimit,
+    smsIn: options.smsIn,
     async complete(request, _reply, user, channel) {
       const issued = await services.tokens.issueForLogin(user, channel, { ip: request.ip });
       return { signedIn: { user: issued.user, claims: decodeJwt(issued.accessToken), refreshToken: issued.refreshToken } };

@@ -4,7 +4,8 @@ import { oidcEntrySchema, type OidcEntry } from '../../models/oidc-entry.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import type { Database } from '../db/connection.js';
-import { loginPageRoutes } from '../login-page/routes.js';
+import type { CodeSender } from '../delivery/types.js';
+import { localizedSms, loginPageRoutes } from '../login-page/routes.js';
 import type { Services } from '../services/index.js';
 import type { SigningKeys } from '../services/signing-keys.js';
 import { createIntentHandover } from './intent-handover.js';
@@ -21,6 +22,8 @@ export interface SignInWithChatgateOptions {
   codeChannels: readonly string[];
   chatChannels: readonly ('whatsapp' | 'telegram')[];
   rateLimit: object;
+  /** The SMS sender, so the hosted page can word the code in its own language. */
+  smsSender?: CodeSender | undefined;
 }
 
 const SWEEP_MS = 10 * 60_000;
@@ -56,8 +59,9 @@ export async function registerSignInWithChatgate(app: FastifyInstance, options: 
     keepSeconds: config.INTENT_TTL_SECONDS + 3600,
   });
 
-  await loginPageRoutes(app, { config, services, codeChannels: options.codeChannels, chatChannels: options.chatChannels, rateLimit: options.rateLimit });
-  await oidcRoutes(app, { config, services, provider, clients, codeChannels: options.codeChannels, chatChannels: options.chatChannels, rateLimit: options.rateLimit, takeApprovedIntent });
+  const page = { codeChannels: options.codeChannels, chatChannels: options.chatChannels, rateLimit: options.rateLimit, smsIn: localizedSms(config, options.smsSender, new URL(oidcIssuer(config)).host) };
+  await loginPageRoutes(app, { config, services, ...page });
+  await oidcRoutes(app, { config, services, provider, clients, takeApprovedIntent, ...page });
 
   const sweeper = setInterval(() => {
     sweepExpired().catch((error: unknown) => app.log.warn({ err: error }, 'oidc sweep failed'));

@@ -6,6 +6,8 @@ import { brandingOf, escapeHtml, pageCsp, renderConsentBody, renderLoginBody, re
 import { loginViewOptions, sendPage } from '../login-page/routes.js';
 import { chooseLanguage, fill, textsFor } from '../login-page/texts.js';
 import type { Config } from '../config.js';
+import type { CodeSender } from '../delivery/types.js';
+import type { PageLanguage } from '../login-page/texts.js';
 import type { Services } from '../services/index.js';
 import type { OidcClient } from './clients.js';
 import type { HandoverAnswer } from './intent-handover.js';
@@ -20,6 +22,7 @@ export interface OidcRoutesOptions {
   chatChannels: readonly ('whatsapp' | 'telegram')[];
   rateLimit: object;
   takeApprovedIntent(intentId: string, pollToken: string | undefined): Promise<HandoverAnswer>;
+  smsIn?(language: PageLanguage): CodeSender | undefined;
 }
 
 /** The origins a browser may be sent to after a form on our pages (the logout confirmation). */
@@ -156,6 +159,7 @@ export async function oidcRoutes(app: FastifyInstance, options: OidcRoutesOption
     testNumbers: config.OTP_TEST_NUMBERS,
     rateLimit: options.rateLimit,
     guard: loginPrompt,
+    smsIn: options.smsIn,
     complete: (request, reply, user, channel) => finishLogin(request, reply, user._id.toString(), channel),
     async pollIntent(request, reply, intentId, pollToken) {
       const answer = await options.takeApprovedIntent(intentId, pollToken);

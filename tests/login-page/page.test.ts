@@ -51,7 +51,7 @@ describe('the hosted login page', () => {
     await context.close();
   });
 
-  it('speaks the language of ui_locales, then of Accept-Language, and switches on request', async () => {
+  it('speaks the language of ui_locales, then of Accept-Language, and switches on request; the SMS follows', async () => {
     const context = await newContext(browser, { locale: 'pt-BR' });
     const page = await context.newPage();
     await page.goto((await authorizationRequest(config, callbackUri, { ui_locales: 'hi-IN en' })).url.href);
@@ -69,6 +69,9 @@ describe('the hosted login page', () => {
     await page.getByLabel('Número de teléfono').fill(phone);
     await page.getByRole('button', { name: 'Enviar código' }).click();
     await page.getByLabel('Código', { exact: true }).waitFor({ state: 'visible' });
+    // The SMS speaks the page's language, and ends with the line WebOTP reads.
+    const code = gateway.sms.lastCodeFor(phone);
+    expect(gateway.sms.sent.at(-1)!.text).toBe(`Tu código de Acme ID es ${code}. Caduca en 5 minutos. No lo compartas con nadie.\n\n@${new URL(gateway.issuer).host} #${code}`);
     await page.getByLabel('Código', { exact: true }).fill(gateway.sms.lastCodeFor(phone));
     await page.getByRole('button', { name: 'Entrar' }).click();
     await page.waitForURL((url) => url.href.startsWith(callbackUri));

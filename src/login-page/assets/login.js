@@ -155,7 +155,7 @@
     }
     setError('');
     busy(button, true);
-    call('POST', '/otp/request', { phone: phone, country: country || undefined, channel: channel })
+    call('POST', '/otp/request', { phone: phone, country: country || undefined, channel: channel, language: document.documentElement.lang })
       .then(function (sent) {
         challenge = sent;
         show('cg-phone-step', false);
