@@ -18,6 +18,11 @@ export const auditEventTypes = [
   'intent.approved',
   'intent.rejected',
   'identity.linked',
+  'oidc.authorized',
+  'oidc.token_exchanged',
+  'oidc.token_refreshed',
+  'oidc.revoked',
+  'oidc.logout',
 ] as const;
 
 // The trail of auth events. Phones are stored masked: the trail says what happened, not whose number it was.

@@ -24,6 +24,7 @@ import { logDestination, logRequestCompletions } from './observability/logging.j
 import { exposeMetrics, instrumentRequests } from './observability/metrics-endpoint.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { REQUEST_ID_HEADER, requestIdFor } from './observability/request-id.js';
+import { registerSignInWithChatgate } from './oidc/index.js';
 import { loginIntentRoutes } from './routes/login-intents.js';
 import { metaRoutes } from './routes/meta.js';
 import { otpRoutes } from './routes/otp.js';
@@ -150,6 +151,21 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await channel.register(app, { services, texts, clock, strictRateLimit: strictLimit });
   }
   await telegramWebLogin(app, config, { services, users: database.models.User, clock, strictRateLimit: strictLimit });
+  // Sign in with Chatgate: the OpenID Provider and the hosted login page (src/oidc, src/login-page).
+  const codeChannels = Object.keys(senders);
+  await registerSignInWithChatgate(app, {
+    config,
+    database,
+    keys,
+    pepper: deps.pepper,
+    clock,
+    services,
+    codeChannels: codeChannels.length > 1 ? [...codeChannels, 'auto'] : codeChannels,
+    chatChannels: chatChannels.filter((channel) => channel.links.length > 0).map((channel) => channel.name as 'whatsapp' | 'telegram'),
+    rateLimit: strictLimit,
+    smsSender: senders.sms,
+  });
+
   for (const [name, message] of Object.entries(offMessages)) {
     if (!chatChannels.some((channel) => channel.name === name)) app.log.info(message);
   }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { defaultChatTexts } from './chat-texts.js';
+import { parseOidcClients, readOidcClientsFile, type OidcClient } from './oidc/clients.js';
 
 // The whole environment, validated once at start. `.env.example` mirrors this file: keep them together.
 
@@ -203,9 +204,16 @@ export const configSchema = z.object({
   TELEGRAM_GATEWAY_TOKEN: z.string().min(16, 'must be the API token from the Gateway account settings').optional(),
   TELEGRAM_GATEWAY_API_ROOT: z.url().default('https://gatewayapi.telegram.org'),
   TELEGRAM_GATEWAY_TIMEOUT_MS: int(500, 60_000).default(5000),
+
+  // OpenID Provider and hosted login page (src/oidc, src/login-page).
+  OIDC_CLIENTS: z.string().optional(),
+  OIDC_CLIENTS_FILE: z.string().optional(),
+  LOGIN_LOGO_URL: z.url().optional(),
+  LOGIN_PRIMARY_COLOR: z.string().regex(/^#[0-9a-fA-F]{6}$/, 'must be a colour like #0b6e4f').default('#0b6e4f'),
+  LOGIN_LANGUAGES: csv.pipe(z.array(z.enum(['en', 'es', 'pt', 'hi']))).default(['en', 'es', 'pt', 'hi']),
 });
 
-export type Config = z.infer<typeof configSchema>;
+export type Config = Omit<z.infer<typeof configSchema>, 'OIDC_CLIENTS'> & { OIDC_CLIENTS?: OidcClient[] | undefined };
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -267,11 +275,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!parsed.success) {
     throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.') || 'environment'}: ${issue.message}`));
   }
-  const config = parsed.data;
-  const problems = [...productionProblems(config, present), ...providerProblems(config), ...guessingProblems(config)];
+  const { OIDC_CLIENTS: clientsJson, ...config } = parsed.data;
+  const clients = oidcClients(clientsJson, config.OIDC_CLIENTS_FILE);
+  const problems = [...productionProblems(config, present), ...providerProblems(config), ...guessingProblems(config), ...clients.problems];
+  if (config.NODE_ENV === 'production' && clients.list && !config.PUBLIC_URL?.startsWith('https://')) {
+    problems.push('PUBLIC_URL: required in production with OIDC clients, as an https:// URL (it is the OpenID issuer)');
+  }
+  if (config.NODE_ENV === 'production' && clients.list && config.TRUST_PROXY === false) {
+    problems.push('TRUST_PROXY: required in production with OIDC clients (the https proxy in front says the connection is secure, so the session cookie can be Secure)');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     ...config,
+    OIDC_CLIENTS: clients.list,
     SMS_PROVIDER: config.SMS_PROVIDER ?? (config.NODE_ENV === 'production' ? undefined : 'console'),
     // Development tokens name the address this gateway really answers on (production requires JWT_ISSUER).
     JWT_ISSUER: present.JWT_ISSUER ? config.JWT_ISSUER : (config.PUBLIC_URL?.replace(/\/+$/, '') ?? `http://localhost:${config.PORT}`),
@@ -282,6 +298,13 @@ export const whatsappEnabled = (config: Config): boolean => !!(config.WHATSAPP_V
 export const telegramEnabled = (config: Config): boolean => !!config.TELEGRAM_BOT_TOKEN;
 export const telegramOidcEnabled = (config: Config): boolean => !!(config.TELEGRAM_OIDC_CLIENT_ID && config.TELEGRAM_OIDC_CLIENT_SECRET);
 export const telegramGatewayEnabled = (config: Config): boolean => !!config.TELEGRAM_GATEWAY_TOKEN;
+
+function oidcClients(json: string | undefined, file: string | undefined): { list?: OidcClient[]; problems: string[] } {
+  if (json && file) return { problems: ['OIDC_CLIENTS and OIDC_CLIENTS_FILE: set one of them, not both'] };
+  const parsed = json ? parseOidcClients(json, 'OIDC_CLIENTS') : file ? readOidcClientsFile(file) : undefined;
+  if (!parsed) return { problems: [] };
+  return 'problem' in parsed ? { problems: [parsed.problem] } : { list: parsed.clients, problems: [] };
+}
 
 // Development conveniences that would be holes in production.
 function productionProblems(config: Config, given: Record<string, string | undefined>): string[] {
