@@ -83,7 +83,7 @@ beforeAll(async () => {
   gateways.push(await startGateway('a', baseEnv));
   gateways.push(...(await Promise.all([startGateway('b', baseEnv), startGateway('c', baseEnv)])));
   balancer = await startBalancer(() => gateways.map((gateway) => gateway.url));
-}, 120_000);
+}, 240_000);
 
 afterAll(async () => {
   await balancer?.close();

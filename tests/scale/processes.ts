@@ -122,7 +122,8 @@ export async function startGateway(name: string, env: Record<string, string>): P
   child.stderr?.on('data', keep);
   const url = `http://127.0.0.1:${port}`;
   try {
-    await waitFor(`gateway ${name}`, async () => (await fetch(`${url}/health`)).ok, 30_000, child);
+    // Generous: on a busy machine the first start creates indexes on a slow engine.
+    await waitFor(`gateway ${name}`, async () => (await fetch(`${url}/health`)).ok, 90_000, child);
   } catch (error) {
     child.kill('SIGKILL');
     throw new Error(`${(error as Error).message}\n${output.slice(-3000)}`);
