@@ -2,6 +2,11 @@ import { MongoNetworkError, MongoNotConnectedError, MongoServerError, MongoServe
 
 // Server answers that mean "no primary right now" (a failover or a shutdown in progress), not "your request is wrong".
 const FAILOVER_CODES = new Set([91, 189, 10107, 11600, 11602, 13435, 13436]);
+// A pooled socket the server closed is sometimes written to before the driver notices, and the driver then rethrows
+// Node's own socket error unwrapped; recognised by its code and by coming from the driver's connection code.
+const SOCKET_CODES = new Set(['EPIPE', 'ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT']);
+const fromDriverSocket = (error: Error): boolean =>
+  SOCKET_CODES.has(String((error as NodeJS.ErrnoException).code)) && /[\\/]mongodb[\\/]lib[\\/]cmap[\\/]/.test(error.stack ?? '');
 
 /**
  * Whether an error means the database cannot be reached or has no primary at the moment: the request may succeed
@@ -16,6 +21,7 @@ export function isDatabaseUnavailable(error: unknown): boolean {
       current instanceof MongoTopologyClosedError ||
       // mongoose's own copy of the selection error, and its refusal to run a command while disconnected.
       current.name === 'MongooseServerSelectionError' ||
+      fromDriverSocket(current) ||
       (current.name === 'MongooseError' && /before initial connection|Connection was force closed|Client must be connected/i.test(current.message))
     ) {
       return true;
