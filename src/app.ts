@@ -18,6 +18,7 @@ import type { CodeSender } from './delivery/types.js';
 import { AppError } from './errors.js';
 import { errorHandler, sendError } from './http/error-handler.js';
 import { waitForHandlersOnClose } from './http/in-flight.js';
+import { createSharedRateLimit, failClosed } from './http/rate-limit-store.js';
 import { loggerOptions } from './logger.js';
 import { registerBrowserProtections } from './observability/browser.js';
 import { logDestination, logRequestCompletions } from './observability/logging.js';
@@ -121,7 +122,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // JSON everywhere: a text/plain body is refused with 415 rather than handed to a route as a string.
   app.removeContentTypeParser('text/plain');
   const windowMs = config.RATE_LIMIT_WINDOW_SECONDS * 1000;
+  const shared = config.REDIS_URL
+    ? createSharedRateLimit({ url: config.REDIS_URL, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS, log: app.log })
+    : undefined;
+  if (shared) app.addHook('onClose', () => shared.close());
+  else if (config.NODE_ENV === 'production') {
+    app.log.warn('REDIS_URL is unset: per-IP rate limits are counted in this process; with several instances behind a balancer each one counts on its own');
+  }
   await app.register(rateLimit, {
+    ...shared?.options,
     global: true,
     max: config.RATE_LIMIT_MAX,
     timeWindow: windowMs,
@@ -139,7 +148,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     sendError(reply, new AppError('not_found', `There is no ${request.method} ${request.url.split('?')[0]}.`)),
   );
 
-  const strictLimit = { max: config.OTP_RATE_LIMIT_MAX, timeWindow: windowMs };
+  // Sign-in routes refuse (503) rather than run unlimited while the shared counters are unreachable.
+  const strictLimit = failClosed({ max: config.OTP_RATE_LIMIT_MAX, timeWindow: windowMs });
   exposeMetrics(app, metrics, config);
   if (config.API_DOCS) await registerApiDocsRoutes(app);
   await app.register(metaRoutes, { keys, connection: database.connection });
@@ -171,7 +181,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   }
   if (chatChannels.some((channel) => channel.usesInbox)) {
     // Retries chat messages whose handling failed or was cut short by a restart.
-    services.inbox.startSweeping(15_000);
+    services.inbox.startSweeping(config.INBOX_SWEEP_SECONDS * 1000);
   }
   app.addHook('onClose', () => services.inbox.stop());
   return app;

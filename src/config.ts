@@ -62,6 +62,11 @@ export const configSchema = z.object({
   FERRETDB_BIN: z.string().optional(),
   // Where the FerretDB build and the memory of a failed mongod download are kept (default ~/.cache/chatgate).
   CHATGATE_CACHE_DIR: z.string().optional(),
+  // How long a request waits for a reachable MongoDB server before it answers 503 (start-up waits longer).
+  MONGODB_SERVER_SELECTION_TIMEOUT_MS: int(200, 60_000).default(3000),
+  // Shared per-IP rate limits for several instances; unset: counted in each process (one instance only).
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+  REDIS_COMMAND_TIMEOUT_MS: int(50, 10_000).default(500),
 
   TRUST_PROXY: trustProxy.default(false),
   BODY_LIMIT_BYTES: int(1024, 10 * 1024 * 1024).default(64 * 1024),
@@ -168,6 +173,11 @@ export const configSchema = z.object({
   WHATSAPP_SEND_TIMEOUT_MS: int(500, 60_000).default(10_000),
   // Failed signature checks allowed per client IP per minute on POST /webhooks/whatsapp; past it, 429 until the minute ends.
   WHATSAPP_MAX_BAD_SIGNATURES_PER_MINUTE: int(1, 1_000_000).default(100),
+  // Chat inbox: an attempt older than the lease belongs to a dead process and is taken over; unhandled messages are
+  // retried by a sweep every INBOX_SWEEP_SECONDS once INBOX_STUCK_AFTER_SECONDS have passed since they arrived.
+  INBOX_LEASE_SECONDS: int(1, 3600).default(120),
+  INBOX_STUCK_AFTER_SECONDS: int(1, 3600).default(60),
+  INBOX_SWEEP_SECONDS: int(1, 3600).default(15),
 
   TELEGRAM_BOT_TOKEN: z.string().regex(/^\d+:[A-Za-z0-9_-]{20,}$/, 'must be the token BotFather gave, e.g. 123456:AA…').optional(),
   TELEGRAM_BOT_USERNAME: z
@@ -240,6 +250,7 @@ export const SECRET_FILE_VARIABLES = [
   'METRICS_TOKEN',
   'TELEGRAM_OIDC_CLIENT_SECRET',
   'TELEGRAM_GATEWAY_TOKEN',
+  'REDIS_URL',
 ] as const;
 
 // Reads every `<NAME>_FILE`; the problems name the variable and the path, never what the file holds.

@@ -48,7 +48,11 @@ async function main(): Promise<void> {
     uri = embedded.uri;
     log.info({ engine: embedded.engine, enginePid: embedded.pid }, `database: embedded ${embedded.description}`);
   }
-  const database = await connectDatabase(uri, { dbName: embedded ? 'chatgate' : undefined });
+  const database = await connectDatabase(uri, {
+    dbName: embedded ? 'chatgate' : undefined,
+    serverSelectionTimeoutMS: config.MONGODB_SERVER_SELECTION_TIMEOUT_MS,
+    startupTimeoutMS: 30_000,
+  });
   started.push({ name: 'database connection', stop: () => database.close() });
   if (database.skippedIndexes.length > 0) {
     log.warn({ indexes: database.skippedIndexes }, 'the database engine has no TTL indexes: expired records are refused by their expiry checks but stay stored');

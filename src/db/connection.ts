@@ -33,17 +33,51 @@ export interface Database {
 
 const NOT_IMPLEMENTED = 238;
 
-export async function connectDatabase(uri: string, options: { dbName?: string | undefined } = {}): Promise<Database> {
-  const connection = mongoose.createConnection(uri, {
-    autoIndex: false,
-    autoCreate: true,
-    serverSelectionTimeoutMS: 10_000,
-    ...(options.dbName ? { dbName: options.dbName } : {}),
-  });
-  await connection.asPromise();
-  const models = registerModels(connection);
-  const skippedIndexes = await ensureIndexes(models);
-  return { connection, models, skippedIndexes, close: () => connection.close() };
+export interface ConnectOptions {
+  dbName?: string | undefined;
+  /** How long an operation waits for a reachable server before failing (then requests answer 503). */
+  serverSelectionTimeoutMS?: number | undefined;
+  /** How long start-up keeps trying to reach the database before giving up. */
+  startupTimeoutMS?: number | undefined;
+}
+
+/**
+ * Settings for auth state on a replica set: every write waits for a majority (`w: "majority"`), so a failover cannot
+ * bring back a spent code, reservation or rotated refresh token that only the old primary had seen; writes are retried
+ * once across a failover; reads go to the primary, so a single-use check never reads a lagging secondary. Commands
+ * are not buffered while the driver looks for a server: they wait at most `serverSelectionTimeoutMS`, fail, and the
+ * error handler answers 503 service_unavailable; the driver reconnects by itself.
+ */
+export const authStateConnectionOptions = (serverSelectionTimeoutMS: number) => ({
+  retryWrites: true,
+  writeConcern: { w: 'majority' as const },
+  readPreference: 'primary' as const,
+  serverSelectionTimeoutMS,
+  bufferCommands: false,
+});
+
+export async function connectDatabase(uri: string, options: ConnectOptions = {}): Promise<Database> {
+  const deadline = Date.now() + (options.startupTimeoutMS ?? 10_000);
+  for (;;) {
+    const connection = mongoose.createConnection(uri, {
+      autoIndex: false,
+      autoCreate: true,
+      ...authStateConnectionOptions(options.serverSelectionTimeoutMS ?? 3000),
+      ...(options.dbName ? { dbName: options.dbName } : {}),
+    });
+    try {
+      await connection.asPromise();
+    } catch (error) {
+      await connection.close().catch(() => undefined);
+      // A database that is still starting (a replica set electing its primary) is waited for, up to the deadline.
+      if (Date.now() >= deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      continue;
+    }
+    const models = registerModels(connection);
+    const skippedIndexes = await ensureIndexes(models);
+    return { connection, models, skippedIndexes, close: () => connection.close() };
+  }
 }
 
 // Indexes are created one by one so that an engine lacking one option (TTL, on FerretDB) still gets the

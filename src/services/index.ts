@@ -88,7 +88,13 @@ export function createServices(deps: ServiceDeps) {
     settings: { ttlSeconds: config.INTENT_TTL_SECONDS, maxWrongCodesPerHour: config.INTENT_MAX_WRONG_CODES_PER_HOUR },
     linkBuilders: deps.linkBuilders,
   });
-  const inbox = createInbox({ messages: models.InboundMessage, reservations, clock, log });
+  const inbox = createInbox({
+    messages: models.InboundMessage,
+    reservations,
+    clock,
+    log,
+    settings: { leaseSeconds: config.INBOX_LEASE_SECONDS, stuckAfterSeconds: config.INBOX_STUCK_AFTER_SECONDS },
+  });
   return { audit, reservations, identities, tokens, otp, loginIntents, inbox };
 }
 
