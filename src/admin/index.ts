@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
@@ -37,7 +37,7 @@ export async function registerAdmin(app: FastifyInstance, deps: { config: Config
   let side: FastifyInstance | undefined;
   // Up when the app is ready (listen makes it ready), so a port that is taken fails the start, loudly.
   app.addHook('onReady', async () => {
-    side = Fastify({ loggerInstance: app.log, disableRequestLogging: true });
+    side = Fastify({ loggerInstance: app.log, logController: new LogController({ disableRequestLogging: true }) });
     side.setValidatorCompiler(validatorCompiler);
     side.setSerializerCompiler(serializerCompiler);
     side.setErrorHandler(errorHandler);
