@@ -50,7 +50,7 @@ function text(value: unknown, indent = ''): string {
       .map(([key, item]) => `\n${indent}${key}: ${text(item, `${indent}  `)}`)
       .join('');
   }
-  return String(value);
+  return String(value as string | number | boolean);
 }
 
 function databaseUri(): string {

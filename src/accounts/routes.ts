@@ -171,7 +171,7 @@ export const accountRoutes: FastifyPluginAsyncZod<{ accounts: AccountService; ra
       },
     },
     async (request, reply) => {
-      await accounts.deleteAccount(await caller(request), request.ip);
+      await accounts.deleteAccount(await caller(request));
       return reply.code(204).send();
     },
   );

@@ -243,9 +243,9 @@ export function createAccountService(deps: AccountDeps) {
 
     /**
      * Deletes the caller's account: user, sessions and refresh tokens. Their audit trail stays, under a fresh random
-     * id and without phone or IP, so it still reads as one person's history but names nobody.
+     * id and without phone or IP, so it still reads as one person's history but names nobody (hence no IP here).
      */
-    async deleteAccount(caller: Caller, ip: string | undefined): Promise<void> {
+    async deleteAccount(caller: Caller): Promise<void> {
       requireRecentProof(caller);
       const userId = caller.user._id;
       // Sessions first: from here no refresh succeeds, whatever happens next.
