@@ -26,6 +26,8 @@ import { exposeMetrics, instrumentRequests } from './observability/metrics-endpo
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { REQUEST_ID_HEADER, requestIdFor } from './observability/request-id.js';
 import { registerSignInWithChatgate } from './oidc/index.js';
+import { registerAccounts } from './accounts/index.js';
+import { registerAdmin } from './admin/index.js';
 import { loginIntentRoutes } from './routes/login-intents.js';
 import { metaRoutes } from './routes/meta.js';
 import { otpRoutes } from './routes/otp.js';
@@ -156,6 +158,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(otpRoutes, { services, rateLimit: strictLimit });
   await app.register(tokenRoutes, { services });
   await app.register(loginIntentRoutes, { services, rateLimit: strictLimit, chatChannelsOn: chatChannels.length > 0 });
+  // Accounts (issue 13): sessions, change of phone, linked channels, deletion; the admin API and its sweep.
+  await registerAccounts(app, { config, database, clock, services, smsSender: senders.sms, rateLimit: strictLimit });
+  await registerAdmin(app, { config, database, audit: services.audit, clock });
 
   for (const channel of chatChannels) {
     await channel.register(app, { services, texts, clock, strictRateLimit: strictLimit });

@@ -78,6 +78,9 @@ export const configSchema = z.object({
   // /metrics: on the main port behind this bearer token, and/or on a loopback-only port. Neither: no /metrics.
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   METRICS_PORT: int(1, 65535).optional(),
+  // The admin API (/admin/*): off unless this bearer token is set; on ADMIN_PORT (127.0.0.1 only) when that is set.
+  ADMIN_API_TOKEN: z.string().min(32, 'must be at least 32 characters').optional(),
+  ADMIN_PORT: int(1, 65535).optional(),
 
   DEFAULT_COUNTRY: z
     .string()
@@ -251,6 +254,7 @@ export const SECRET_FILE_VARIABLES = [
   'TELEGRAM_OIDC_CLIENT_SECRET',
   'TELEGRAM_GATEWAY_TOKEN',
   'REDIS_URL',
+  'ADMIN_API_TOKEN',
 ] as const;
 
 // Reads every `<NAME>_FILE`; the problems name the variable and the path, never what the file holds.

@@ -314,6 +314,17 @@ export function createOtpService(deps: OtpDeps) {
 
     /** Checks a code; of any number of concurrent right answers exactly one gets the user. */
     async verifyCode(input: ({ challengeId: string } | { phone: string }) & { code: string; ip?: string | undefined }) {
+      const challenge = await this.checkCode(input);
+      const user = await identities.resolveByPhone(challenge.phone);
+      await audit.record({ type: 'otp.verify_ok', channel: challenge.channel, userId: user._id, phone: challenge.phone, ip: input.ip });
+      return { user, channel: challenge.channel as Channel };
+    },
+
+    /**
+     * Checks a code and spends it, without signing anyone in: the proof that whoever asks holds the phone (a change of
+     * phone number uses it). Of any number of concurrent right answers exactly one passes.
+     */
+    async checkCode(input: ({ challengeId: string } | { phone: string }) & { code: string; ip?: string | undefined }): Promise<{ phone: string; channel: Channel }> {
       const challenge = await findChallenge(input);
       const now = clock.now();
       if (challenge.expiresAt.getTime() <= now.getTime()) throw new AppError('expired', 'This code has expired. Ask for a new one.');
@@ -333,9 +344,7 @@ export function createOtpService(deps: OtpDeps) {
         challenges.updateOne({ _id: challenge._id }, { $set: { status: 'consumed' } }),
         slots.reset(failureCounter(challenge.phone, now)),
       ]);
-      const user = await identities.resolveByPhone(challenge.phone);
-      await audit.record({ type: 'otp.verify_ok', channel: challenge.channel, userId: user._id, phone: challenge.phone, ip: input.ip });
-      return { user, channel: challenge.channel as Channel };
+      return { phone: challenge.phone, channel: challenge.channel as Channel };
     },
   };
 }

@@ -6,6 +6,7 @@ import type { RefreshToken } from '../../models/refresh-token.js';
 import type { Session } from '../../models/session.js';
 import type { User } from '../../models/user.js';
 import type { Clock } from '../clock.js';
+import { describeDevice } from '../chat-texts.js';
 import { AppError } from '../errors.js';
 import type { AuditTrail } from './audit.js';
 import { assertActiveUser, publicUser, type IdentityService } from './identities.js';
@@ -39,10 +40,14 @@ export interface AccessClaims extends JWTPayload {
   amr: Channel[];
   phone_number?: string;
   phone_number_verified?: boolean;
+  /** When the person last proved themselves (the login that opened the session); kept across refreshes. */
+  auth_time?: number;
 }
 
 export interface RequestContext {
   ip?: string | undefined;
+  /** The login request's User-Agent; only a reduced description of it is stored (describeDevice). */
+  userAgent?: string | undefined;
 }
 
 const REFRESH_PREFIX = 'cgrt_';
@@ -54,9 +59,9 @@ export function createTokenService(deps: TokenDeps) {
   const publicKeys = createLocalJWKSet(keys.publicJwks);
   const algorithms = [...new Set(keys.publicJwks.keys.map((key) => key.alg!))];
 
-  async function signAccessToken(user: User, sessionId: Types.ObjectId, channel: Channel): Promise<string> {
+  async function signAccessToken(user: User, sessionId: Types.ObjectId, channel: Channel, authTime: Date): Promise<string> {
     const nowSeconds = Math.floor(clock.now().getTime() / 1000);
-    const claims: Record<string, unknown> = { sid: sessionId.toString(), amr: [channel] };
+    const claims: Record<string, unknown> = { sid: sessionId.toString(), amr: [channel], auth_time: Math.floor(authTime.getTime() / 1000) };
     if (user.phone) {
       claims.phone_number = user.phone;
       // Every way a phone reaches a user proves it: an SMS or WhatsApp code, a WhatsApp message from it, or
@@ -98,9 +103,10 @@ export function createTokenService(deps: TokenDeps) {
     return token;
   }
 
-  async function tokenResponse(user: User, session: { _id: Types.ObjectId; userId: Types.ObjectId; channel: Channel }, refreshToken: string) {
+  async function tokenResponse(user: User, session: { _id: Types.ObjectId; userId: Types.ObjectId; channel: Channel; createdAt: Date }, refreshToken: string) {
     return {
-      accessToken: await signAccessToken(user, session._id, session.channel),
+      // The session began with the login, so its start is the time of the last proof.
+      accessToken: await signAccessToken(user, session._id, session.channel, session.createdAt),
       refreshToken,
       tokenType: 'Bearer' as const,
       expiresIn: settings.accessTtlSeconds,
@@ -140,8 +146,13 @@ export function createTokenService(deps: TokenDeps) {
     async issueForLogin(user: User, channel: Channel, context: RequestContext) {
       assertActiveUser(user);
       const now = clock.now();
-      const session = { _id: new Types.ObjectId(), userId: user._id, channel };
-      await sessions.collection.insertOne({ ...session, createdAt: now, cleanupAt: sessionCleanupAt(now) });
+      const session = { _id: new Types.ObjectId(), userId: user._id, channel, createdAt: now };
+      await sessions.collection.insertOne({
+        ...session,
+        ...(context.ip ? { ip: context.ip } : {}),
+        ...(context.userAgent ? { device: describeDevice(context.userAgent) } : {}),
+        cleanupAt: sessionCleanupAt(now),
+      });
       const refreshToken = await mintRefreshToken(session);
       await identities.recordLogin(user._id, channel);
       await audit.record({ type: 'tokens.issued', channel, userId: user._id, ip: context.ip, detail: { sessionId: session._id.toString() } });
