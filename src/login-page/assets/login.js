@@ -313,7 +313,7 @@
         .then(function (created) {
           try {
             sessionStorage.setItem(TELEGRAM_KEY, JSON.stringify({ intentId: created.intentId, pollToken: created.pollToken, page: window.location.pathname }));
-          } catch (ignored) { /* no storage: the page says so when the browser comes back */ }
+          } catch { /* no storage: the page says so when the browser comes back */ }
           setStatus(t('telegram_login_going'));
           window.location.assign(created.link);
         })
@@ -339,7 +339,7 @@
     try {
       stored = JSON.parse(sessionStorage.getItem(TELEGRAM_KEY) || 'null');
       sessionStorage.removeItem(TELEGRAM_KEY);
-    } catch (ignored) { stored = null; }
+    } catch { stored = null; }
     var telegramError = returned.get('telegram_error');
     // The outcome leaves the address bar, so that reloading the page starts afresh.
     returned.delete('telegram_login');
