@@ -110,7 +110,7 @@ export function renderLoginBody(options: LoginViewOptions, product: string): str
       : '';
   // Telegram's own web login first: two clicks, no code and no chat.
   const telegramLogin = options.telegramLogin
-    ? `<button type="button" class="chat chat-telegram" id="cg-telegram-login">${text('log_in_telegram')}</button>`
+    ? `<button type="button" class="chat chat-telegram-login" id="cg-telegram-login">${text('log_in_telegram')}</button>`
     : '';
   const chatButtons = telegramLogin + options.chatChannels
     .map((chat) => `<button type="button" class="chat chat-${chat}" data-chat="${chat}">${text(chat === 'whatsapp' ? 'continue_whatsapp' : 'continue_telegram')}</button>`)

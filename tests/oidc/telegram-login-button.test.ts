@@ -118,7 +118,7 @@ describe('"Log in with Telegram" on the hosted page, without a browser', () => {
 
   it('gives the page a link to the Telegram login that completes the intent and returns to the page', async () => {
     const page = await gateway.app.inject({ method: 'GET', url: '/login' });
-    expect(page.body).toContain('<button type="button" class="chat chat-telegram" id="cg-telegram-login">Log in with Telegram</button>');
+    expect(page.body).toContain('<button type="button" class="chat chat-telegram-login" id="cg-telegram-login">Log in with Telegram</button>');
     const intent = await gateway.app.inject({ method: 'POST', url: '/login/api/intents', payload: { chat: 'telegram_login', language: 'pt' } });
     expect(intent.statusCode).toBe(201);
     const body = intent.json() as { intentId: string; pollToken: string; link: string };
