@@ -38,6 +38,8 @@ export async function connectDatabase(uri: string, options: { dbName?: string | 
     autoIndex: false,
     autoCreate: true,
     serverSelectionTimeoutMS: 10_000,
+    // Lets src/db/command-counter.ts count round trips (tests, benchmarks); events without listeners cost nothing.
+    monitorCommands: true,
     ...(options.dbName ? { dbName: options.dbName } : {}),
   });
   await connection.asPromise();
