@@ -113,6 +113,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(rateLimit, {
     global: true,
     max: config.RATE_LIMIT_MAX,
+    // RATE_LIMIT_ENABLED=false (benchmarks): every request passes; the per-phone limits and budgets still apply.
+    ...(config.RATE_LIMIT_ENABLED ? {} : { allowList: () => true }),
     timeWindow: windowMs,
     onExceeded: (request) => {
       ipLimited.add(request);

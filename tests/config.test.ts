@@ -100,6 +100,7 @@ describe('production', () => {
     ['OTP_TEST_NUMBERS', { OTP_TEST_NUMBERS: '+15550000001:123456' }],
     ['JWT_ISSUER', { JWT_ISSUER: '' }],
     ['OTP_ALLOWED_COUNTRIES', { OTP_ALLOWED_COUNTRIES: '' }],
+    ['RATE_LIMIT_ENABLED', { RATE_LIMIT_ENABLED: 'false' }],
     ['TELEGRAM_MODE', { TELEGRAM_BOT_TOKEN: '1:AAAAAAAAAAAAAAAAAAAAAAAA', TELEGRAM_BOT_USERNAME: 'x_bot_1', TELEGRAM_MODE: 'polling' }],
   ])('refuses the development default of %s', (variable, change) => {
     expect(problemsOf({ ...safe, ...change }).some((problem) => problem.startsWith(variable))).toBe(true);
