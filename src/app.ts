@@ -148,5 +148,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     services.inbox.startSweeping(15_000);
   }
   app.addHook('onClose', () => services.inbox.stop());
+  // After the requests in flight (waitForHandlersOnClose): the audit events they recorded are written before the end.
+  app.addHook('onClose', () => services.audit.close());
   return app;
 }

@@ -170,6 +170,7 @@ describe('logs and the audit trail', () => {
     // A replay after REFRESH_REUSE_GRACE_SECONDS is reuse.
     testApp.clock.advance(11);
     await app.inject({ method: 'POST', url: '/auth/token/refresh', payload: { refreshToken: tokens.refreshToken }, remoteAddress: '203.0.113.99' });
+    await app.services.audit.flush();
     const events = await testApp.database.connection
       .collection('audit_events')
       .find({ ip: '203.0.113.99' })

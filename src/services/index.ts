@@ -28,7 +28,7 @@ export interface ServiceDeps {
 export function createServices(deps: ServiceDeps) {
   const { config, database, clock, log } = deps;
   const { models } = database;
-  const audit = createAuditTrail(models.AuditEvent, clock, (error) => log.error({ err: error }, 'audit write failed'));
+  const audit = createAuditTrail(models.AuditEvent, clock, (error, context) => log.error({ err: error, ...context }, 'audit write failed'));
   const reservations = createReservations(models.Reservation, clock);
   const identities = createIdentityService(models.User, models.Session, reservations, clock);
   const tokens = createTokenService({
