@@ -24,33 +24,50 @@ const measure = (work: () => Promise<{ statusCode: number; body: string }>) =>
 
 const post = (url: string, payload: object, headers: Record<string, string> = {}) => testApp.app.inject({ method: 'POST', url, payload, headers });
 
+const names = (commands: { name: string; collection: string | undefined }[]) => commands.map((command) => `${command.name} ${command.collection}`).sort();
+
 describe('database round trips per request', () => {
-  it('an OTP request', async () => {
+  it('an OTP request: 2 sequential round trips (3 point lookups, then 3 writes side by side)', async () => {
     const phone = uniquePhone();
     const { depth, commands } = await measure(() => post('/auth/otp/request', { phone }));
-    console.log('otp request', depth, commands);
+    expect(depth).toBe(2);
+    expect(names(commands)).toEqual(
+      ['find reservations', 'find otp_phones', 'find users', 'insert reservations', 'insert challenges', 'update otp_phones'].sort(),
+    );
   });
 
-  it('a verify with token issue', async () => {
+  it('a verify by challenge id with token issue: 5 sequential round trips, 10 commands', async () => {
     const phone = uniquePhone();
     const { challengeId } = (await post('/auth/otp/request', { phone })).json() as { challengeId: string };
     const code = testApp.sms.lastCodeFor(phone);
     const { depth, commands } = await measure(() => post('/auth/otp/verify', { challengeId, code }));
-    console.log('verify', depth, commands);
+    expect(depth).toBe(5);
+    expect(commands).toHaveLength(10);
   });
 
-  it('a refresh', async () => {
+  it('a verify by phone with token issue: at most 6 sequential round trips', async () => {
+    const phone = uniquePhone();
+    await post('/auth/otp/request', { phone });
+    const code = testApp.sms.lastCodeFor(phone);
+    const { depth, commands } = await measure(() => post('/auth/otp/verify', { phone, code }));
+    expect(depth).toBeLessThanOrEqual(6);
+    expect(commands.length).toBeLessThanOrEqual(10);
+  });
+
+  it('a refresh: 3 sequential round trips, 5 commands', async () => {
     const tokens: TokenPair = await signInBySms(testApp);
     const { depth, commands } = await measure(() => post('/auth/token/refresh', { refreshToken: tokens.refreshToken }));
-    console.log('refresh', depth, commands);
+    expect(depth).toBe(3);
+    expect(names(commands)).toEqual(['find refresh_tokens', 'find sessions', 'find users', 'insert refresh_tokens', 'update sessions'].sort());
   });
 
-  it('/auth/me', async () => {
+  it('/auth/me: 1 round trip (session and user side by side)', async () => {
     const tokens = await signInBySms(testApp);
     const { depth, commands } = await measure(() =>
       testApp.app.inject({ method: 'GET', url: '/auth/me', headers: { authorization: `Bearer ${tokens.accessToken}` } }),
     );
-    console.log('me', depth, commands);
-    expect(depth).toBeGreaterThan(0);
+    expect(depth).toBe(1);
+    expect(names(commands)).toEqual(['find sessions', 'find users']);
   });
+
 });

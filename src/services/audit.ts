@@ -70,7 +70,9 @@ export function createAuditTrail(
 
   // One write at a time, so a retried batch keeps its place ahead of newer events.
   function writeBatches(): Promise<void> {
-    writing ??= (async () => {
+    if (writing) return writing;
+    if (buffer.length === 0) return Promise.resolve();
+    writing = (async () => {
       try {
         while (buffer.length > 0) {
           const batch = buffer.slice(0, batching.maxBatch);

@@ -49,6 +49,7 @@ export function createServices(deps: ServiceDeps) {
   });
   const otp = createOtpService({
     challenges: models.Challenge,
+    otpPhones: models.OtpPhone,
     reservations,
     slots: createSlotCounter(models.Reservation, clock),
     identities,
