@@ -147,7 +147,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Retries chat messages whose handling failed or was cut short by a restart.
     services.inbox.startSweeping(15_000);
   }
+  // Every instance sweeps spent data (FerretDB has no TTL indexes); deletes by date are safe to repeat.
+  services.cleanup.start(config.CLEANUP_INTERVAL_SECONDS * 1000);
   app.addHook('onClose', () => services.inbox.stop());
+  app.addHook('onClose', () => services.cleanup.stop());
   // After the requests in flight (waitForHandlersOnClose): the audit events they recorded are written before the end.
   app.addHook('onClose', () => services.audit.close());
   return app;

@@ -69,6 +69,9 @@ export const configSchema = z.object({
   // /metrics: on the main port behind this bearer token, and/or on a loopback-only port. Neither: no /metrics.
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   METRICS_PORT: int(1, 65535).optional(),
+  // Spent data is deleted by a sweep in every instance (FerretDB has no TTL indexes); audit events after this many days.
+  CLEANUP_INTERVAL_SECONDS: int(10, 86_400).default(300),
+  AUDIT_RETENTION_DAYS: int(1, 36_500).default(90),
 
   DEFAULT_COUNTRY: z
     .string()

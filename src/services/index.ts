@@ -4,6 +4,7 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import type { Database } from '../db/connection.js';
 import type { CodeSender } from '../delivery/types.js';
+import { createCleanup } from '../db/cleanup.js';
 import { createAuditTrail } from './audit.js';
 import { createIdentityService } from './identities.js';
 import { createInbox } from './inbox.js';
@@ -21,7 +22,7 @@ export interface ServiceDeps {
   clock: Clock;
   senders: Partial<Record<Channel, CodeSender>>;
   linkBuilders: IntentLinkBuilder[];
-  log: { warn(object: object, message: string): void; error(object: object, message: string): void };
+  log: { info(object: object, message: string): void; warn(object: object, message: string): void; error(object: object, message: string): void };
 }
 
 /** Wires the rules together; nothing here knows about HTTP or chat. */
@@ -90,7 +91,8 @@ export function createServices(deps: ServiceDeps) {
     linkBuilders: deps.linkBuilders,
   });
   const inbox = createInbox({ messages: models.InboundMessage, reservations, clock, log });
-  return { audit, reservations, identities, tokens, otp, loginIntents, inbox };
+  const cleanup = createCleanup(models, clock, { auditRetentionDays: config.AUDIT_RETENTION_DAYS }, log);
+  return { audit, reservations, identities, tokens, otp, loginIntents, inbox, cleanup };
 }
 
 export type Services = ReturnType<typeof createServices>;

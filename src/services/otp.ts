@@ -141,7 +141,8 @@ export function createOtpService(deps: OtpDeps) {
     return (state?.lastSeq ?? 0) + 1;
   }
 
-  const phoneCleanupAt = (now: Date) => new Date(now.getTime() + HOUR_MS + settings.resendSeconds * 1000);
+  // Kept past its phone's last challenge (cleaned up an hour after it expires), so the numbering restarts cleanly.
+  const phoneCleanupAt = (now: Date) => new Date(now.getTime() + settings.ttlSeconds * 1000 + 2 * HOUR_MS);
 
   /** Writes a phone's document; of two first writes racing to create it, the loser writes again over the winner's. */
   async function recordSend(phone: string, fields: { lastSeq: number; sends: OtpPhoneSend[]; cleanupAt: Date }) {
