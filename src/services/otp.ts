@@ -35,6 +35,13 @@ export interface OtpSettings {
 
 export type RequestedChannel = Channel | 'auto';
 
+export interface RequestCodeInput {
+  phone: string;
+  channel: RequestedChannel;
+  ip?: string | undefined;
+  via?: CodeSender;
+}
+
 export interface OtpDeps {
   challenges: Model<Challenge>;
   /** Each phone's recent sends, by point lookup. */
@@ -220,145 +227,147 @@ export function createOtpService(deps: OtpDeps) {
     return { slot: taken.get(attempts.scope)!, taken: [...taken].map(([scope, slot]) => `${scope}:${slot}`) };
   }
 
-  return {
-    /**
-     * Sends a code to a phone. `via` replaces the channel's usual sender: a chat that is asked for a code answers
-     * in the conversation itself (within its reply window) instead of, say, a WhatsApp template.
-     */
-    async requestCode(input: { phone: string; channel: RequestedChannel; ip?: string | undefined; via?: CodeSender }, repairs = 1): Promise<{
-      challengeId: string;
-      channel: Channel;
-      expiresIn: number;
-      resendIn: number;
-    }> {
-      const { e164: phone, country } = parsePhone(input.phone, settings.defaultCountry, testNumbers);
-      const fixedCode = testNumbers.get(phone);
-      // Checked before anything is sent or stored: the defence against SMS pumping to premium ranges.
-      if (allowedCountries && !fixedCode && (!country || !allowedCountries.has(country))) {
-        throw new AppError('country_not_allowed', 'We do not send codes to numbers in this country.', { country: country ?? null });
-      }
-      const now = clock.now();
-      const ipKey = ipLimitKey(input.ip);
-      // Round trip 1: three point lookups side by side.
-      const [user, failuresSpent, state] = await Promise.all([
-        identities.findByPhone(phone),
-        slots.isFull(failureCounter(phone, now)),
-        readPhone(phone),
-      ]);
-      if (failuresSpent) {
-        log.warn({ phone: maskPhone(phone), limit: settings.maxFailuresPerDay }, 'otp failure budget exhausted');
-        await audit.record({ type: 'otp.failure_budget_exhausted', phone, ip: input.ip, detail: { limit: settings.maxFailuresPerDay } });
-        throw failureBudgetSpent();
-      }
-      const sendSeq = nextSendSeq(state, ipKey, now);
-      const chosen = input.via ? { sender: input.via, reachable: true } : chooseSender(input.channel, phone, user);
-      const { sender } = chosen;
-      // A blocked user's phone costs nothing and is told nothing: the answer is the one any number gets.
-      const skipped = user?.status === 'blocked' ? 'blocked_user' : chosen.reachable ? undefined : 'unreachable';
-      const sends = !fixedCode && !skipped;
-      const budgets = sends && !input.via && PAID.includes(sender.channel) ? budgetsFor(country, input.ip, now) : [];
+  /**
+   * Sends a code to a phone. `via` replaces the channel's usual sender: a chat that is asked for a code answers
+   * in the conversation itself (within its reply window) instead of, say, a WhatsApp template.
+   */
+  async function requestCode(input: RequestCodeInput, repairs = 1): Promise<{
+    challengeId: string;
+    channel: Channel;
+    expiresIn: number;
+    resendIn: number;
+  }> {
+    const { e164: phone, country } = parsePhone(input.phone, settings.defaultCountry, testNumbers);
+    const fixedCode = testNumbers.get(phone);
+    // Checked before anything is sent or stored: the defence against SMS pumping to premium ranges.
+    if (allowedCountries && !fixedCode && (!country || !allowedCountries.has(country))) {
+      throw new AppError('country_not_allowed', 'We do not send codes to numbers in this country.', { country: country ?? null });
+    }
+    const now = clock.now();
+    const ipKey = ipLimitKey(input.ip);
+    // Round trip 1: three point lookups side by side.
+    const [user, failuresSpent, state] = await Promise.all([
+      identities.findByPhone(phone),
+      slots.isFull(failureCounter(phone, now)),
+      readPhone(phone),
+    ]);
+    if (failuresSpent) {
+      log.warn({ phone: maskPhone(phone), limit: settings.maxFailuresPerDay }, 'otp failure budget exhausted');
+      await audit.record({ type: 'otp.failure_budget_exhausted', phone, ip: input.ip, detail: { limit: settings.maxFailuresPerDay } });
+      throw failureBudgetSpent();
+    }
+    const sendSeq = nextSendSeq(state, ipKey, now);
+    const chosen = input.via ? { sender: input.via, reachable: true } : chooseSender(input.channel, phone, user);
+    const { sender } = chosen;
+    // A blocked user's phone costs nothing and is told nothing: the answer is the one any number gets.
+    const skipped = user?.status === 'blocked' ? 'blocked_user' : chosen.reachable ? undefined : 'unreachable';
+    const sends = !fixedCode && !skipped;
+    const budgets = sends && !input.via && PAID.includes(sender.channel) ? budgetsFor(country, input.ip, now) : [];
 
-      const challengeId = randomBytes(16).toString('base64url');
-      const code = fixedCode ?? newCode();
-      const expiresAt = new Date(now.getTime() + settings.ttlSeconds * 1000);
-      const send: OtpPhoneSend = { seq: sendSeq, at: now, ipKey };
-      const previousSends = state?.sends ?? [];
-      // Round trip 2, side by side: a slot of every paid-send budget (all or none); the challenge, under the unique
-      // (phone, sendSeq) index that lets one of concurrent requests send; the phone's document with this send. The
-      // challenge is usable at once: whoever holds the code holds it from the moment it is sent, and a newer send
-      // makes it the phone's newest (see isSuperseded). It is stored before it is sent, so a code that reached a
-      // phone always has its record.
-      const [budgetOutcome, inserted, recorded] = await Promise.allSettled([
-        budgets.length > 0 ? slots.take(budgets) : Promise.resolve({ full: [] as SlotRequest[], taken: new Map<string, number>() }),
-        challenges.collection.insertOne({
-          _id: challengeId as never,
-          phone,
-          channel: sender.channel,
-          codeHash: digest(challengeId, code),
-          sendSeq,
-          status: 'active',
-          testNumber: !!fixedCode,
-          ...(skipped ? { skipped } : {}),
-          expiresAt,
-          ip: input.ip,
-          ipKey,
-          createdAt: now,
-          cleanupAt: new Date(expiresAt.getTime() + HOUR_MS),
-        }),
-        recordSend(phone, { lastSeq: sendSeq, sends: [send, ...previousSends].slice(0, sendsKept), cleanupAt: phoneCleanupAt(now) }),
-      ]);
-      const budgetSlots = budgetOutcome.status === 'fulfilled' ? [...budgetOutcome.value.taken].map(([scope, slot]) => `${scope}:${slot}`) : [];
-      const budgetFull = budgetOutcome.status === 'fulfilled' ? budgetOutcome.value.full : [];
-      const failure = [inserted, budgetOutcome, recorded].find((outcome) => outcome.status === 'rejected');
-      if (failure || budgetFull.length > 0) {
-        // Nothing will be sent: the budget slots go back, and a stored challenge and its send are undone.
-        await Promise.all([
-          ...budgetSlots.map((key) => reservations.release(key)),
-          ...(inserted.status === 'fulfilled'
-            ? [
-                challenges.collection.deleteOne({ _id: challengeId as never }),
-                otpPhones.collection.updateOne({ _id: phone as never }, { $set: { sends: previousSends } }),
-              ]
-            : []),
-        ]);
-      }
-      if (inserted.status === 'rejected') {
-        if (!isDuplicateKey(inserted.reason)) throw inserted.reason;
-        // A concurrent request took this send, or the phone's document was behind: rebuilt from the challenges, it
-        // gives the true wait; if it allows a send now, the request is tried once more.
-        const rebuilt = await rebuildPhone(phone, now);
-        nextSendSeq(rebuilt, ipKey, now);
-        if (repairs > 0) return this.requestCode(input, repairs - 1);
-        throw rateLimited(settings.resendSeconds || 1);
-      }
-      if (failure) throw (failure as PromiseRejectedResult).reason;
-      if (budgetFull.length > 0) {
-        const names = budgets.filter((budget) => budgetFull.includes(budget)).map((budget) => budget.name);
-        const retryAt = Math.max(...budgets.filter((budget) => budgetFull.includes(budget)).map((budget) => budget.endsAt));
-        log.error({ phone: maskPhone(phone), channel: sender.channel, country, budgets: names }, 'otp send budget exhausted');
-        await audit.record({ type: 'otp.budget_exhausted', channel: sender.channel, phone, ip: input.ip, detail: { budget: names[0], budgets: names } });
-        throw new AppError('rate_limited', 'We are sending too many codes right now. Try again later.', {
-          retryAfter: Math.max(1, secondsBetween(now, new Date(retryAt))),
-        });
-      }
-
-      if (sends) {
-        try {
-          await sender.send({ channel: sender.channel, phone, user, code, text: renderCodeText(settings.messageTemplate, code, ttlMinutes), ttlMinutes });
-        } catch (error) {
-          await Promise.all([
-            challenges.updateOne({ _id: challengeId }, { $set: { status: 'failed' } }),
-            otpPhones.collection.updateOne(
-              { _id: phone as never },
-              { $set: { sends: [{ ...send, failed: true }, ...previousSends].slice(0, sendsKept) } },
-            ),
-          ]);
-          const detail =
-            error instanceof DeliveryError
-              ? { provider: error.provider, reason: scrubExternalText(error.message), providerDetail: error.providerDetail }
-              : { reason: scrubExternalText(String(error)) };
-          log.warn({ phone: maskPhone(phone), channel: sender.channel, ...detail }, 'otp delivery failed');
-          await audit.record({ type: 'otp.delivery_failed', channel: sender.channel, phone, ip: input.ip, detail: { provider: sender.provider } });
-          throw new AppError('delivery_failed', 'We could not deliver the code. Try again in a moment.', { channel: sender.channel });
-        }
-      }
-
-      await (skipped === 'blocked_user'
-        ? audit.record({ type: 'otp.blocked_user_skipped', channel: sender.channel, userId: user!._id, phone, ip: input.ip })
-        : audit.record({
-            type: 'otp.sent',
-            channel: sender.channel,
-            phone,
-            ip: input.ip,
-            detail: { provider: fixedCode ? 'test_number' : skipped ? 'none' : sender.provider },
-          }));
-      return {
-        challengeId,
+    const challengeId = randomBytes(16).toString('base64url');
+    const code = fixedCode ?? newCode();
+    const expiresAt = new Date(now.getTime() + settings.ttlSeconds * 1000);
+    const send: OtpPhoneSend = { seq: sendSeq, at: now, ipKey };
+    const previousSends = state?.sends ?? [];
+    // Round trip 2, side by side: a slot of every paid-send budget (all or none); the challenge, under the unique
+    // (phone, sendSeq) index that lets one of concurrent requests send; the phone's document with this send. The
+    // challenge is usable at once: whoever holds the code holds it from the moment it is sent, and a newer send
+    // makes it the phone's newest (see isSuperseded). It is stored before it is sent, so a code that reached a
+    // phone always has its record.
+    const [budgetOutcome, inserted, recorded] = await Promise.allSettled([
+      budgets.length > 0 ? slots.take(budgets) : Promise.resolve({ full: [] as SlotRequest[], taken: new Map<string, number>() }),
+      challenges.collection.insertOne({
+        _id: challengeId as never,
+        phone,
         channel: sender.channel,
-        expiresIn: settings.ttlSeconds,
-        resendIn: settings.resendSeconds,
-      };
-    },
+        codeHash: digest(challengeId, code),
+        sendSeq,
+        status: 'active',
+        testNumber: !!fixedCode,
+        ...(skipped ? { skipped } : {}),
+        expiresAt,
+        ip: input.ip,
+        ipKey,
+        createdAt: now,
+        cleanupAt: new Date(expiresAt.getTime() + HOUR_MS),
+      }),
+      recordSend(phone, { lastSeq: sendSeq, sends: [send, ...previousSends].slice(0, sendsKept), cleanupAt: phoneCleanupAt(now) }),
+    ]);
+    const budgetSlots = budgetOutcome.status === 'fulfilled' ? [...budgetOutcome.value.taken].map(([scope, slot]) => `${scope}:${slot}`) : [];
+    const budgetFull = budgetOutcome.status === 'fulfilled' ? budgetOutcome.value.full : [];
+    const failure = [inserted, budgetOutcome, recorded].find((outcome) => outcome.status === 'rejected');
+    if (failure || budgetFull.length > 0) {
+      // Nothing will be sent: the budget slots go back, and a stored challenge and its send are undone.
+      await Promise.all([
+        ...budgetSlots.map((key) => reservations.release(key)),
+        ...(inserted.status === 'fulfilled'
+          ? [
+              challenges.collection.deleteOne({ _id: challengeId as never }),
+              otpPhones.collection.updateOne({ _id: phone as never }, { $set: { sends: previousSends } }),
+            ]
+          : []),
+      ]);
+    }
+    if (inserted.status === 'rejected') {
+      if (!isDuplicateKey(inserted.reason)) throw inserted.reason;
+      // A concurrent request took this send, or the phone's document was behind: rebuilt from the challenges, it
+      // gives the true wait; if it allows a send now, the request is tried once more.
+      const rebuilt = await rebuildPhone(phone, now);
+      nextSendSeq(rebuilt, ipKey, now);
+      if (repairs > 0) return requestCode(input, repairs - 1);
+      throw rateLimited(settings.resendSeconds || 1);
+    }
+    if (failure) throw (failure as PromiseRejectedResult).reason;
+    if (budgetFull.length > 0) {
+      const names = budgets.filter((budget) => budgetFull.includes(budget)).map((budget) => budget.name);
+      const retryAt = Math.max(...budgets.filter((budget) => budgetFull.includes(budget)).map((budget) => budget.endsAt));
+      log.error({ phone: maskPhone(phone), channel: sender.channel, country, budgets: names }, 'otp send budget exhausted');
+      await audit.record({ type: 'otp.budget_exhausted', channel: sender.channel, phone, ip: input.ip, detail: { budget: names[0], budgets: names } });
+      throw new AppError('rate_limited', 'We are sending too many codes right now. Try again later.', {
+        retryAfter: Math.max(1, secondsBetween(now, new Date(retryAt))),
+      });
+    }
+
+    if (sends) {
+      try {
+        await sender.send({ channel: sender.channel, phone, user, code, text: renderCodeText(settings.messageTemplate, code, ttlMinutes), ttlMinutes });
+      } catch (error) {
+        await Promise.all([
+          challenges.updateOne({ _id: challengeId }, { $set: { status: 'failed' } }),
+          otpPhones.collection.updateOne(
+            { _id: phone as never },
+            { $set: { sends: [{ ...send, failed: true }, ...previousSends].slice(0, sendsKept) } },
+          ),
+        ]);
+        const detail =
+          error instanceof DeliveryError
+            ? { provider: error.provider, reason: scrubExternalText(error.message), providerDetail: error.providerDetail }
+            : { reason: scrubExternalText(String(error)) };
+        log.warn({ phone: maskPhone(phone), channel: sender.channel, ...detail }, 'otp delivery failed');
+        await audit.record({ type: 'otp.delivery_failed', channel: sender.channel, phone, ip: input.ip, detail: { provider: sender.provider } });
+        throw new AppError('delivery_failed', 'We could not deliver the code. Try again in a moment.', { channel: sender.channel });
+      }
+    }
+
+    await (skipped === 'blocked_user'
+      ? audit.record({ type: 'otp.blocked_user_skipped', channel: sender.channel, userId: user!._id, phone, ip: input.ip })
+      : audit.record({
+          type: 'otp.sent',
+          channel: sender.channel,
+          phone,
+          ip: input.ip,
+          detail: { provider: fixedCode ? 'test_number' : skipped ? 'none' : sender.provider },
+        }));
+    return {
+      challengeId,
+      channel: sender.channel,
+      expiresIn: settings.ttlSeconds,
+      resendIn: settings.resendSeconds,
+    };
+  }
+
+  return {
+    requestCode: (input: RequestCodeInput) => requestCode(input),
 
     /** Checks a code; of any number of concurrent right answers exactly one gets the user. */
     async verifyCode(input: ({ challengeId: string } | { phone: string }) & { code: string; ip?: string | undefined }) {
