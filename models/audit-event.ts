@@ -4,6 +4,7 @@ import { channels } from './channels.js';
 export const auditEventTypes = [
   'otp.sent',
   'otp.delivery_failed',
+  'otp.delivery_report',
   'otp.verify_ok',
   'otp.verify_failed',
   'otp.budget_exhausted',

@@ -10,6 +10,8 @@ export const userSchema = new Schema(
       id: { type: Number },
       username: { type: String },
       firstName: { type: String },
+      // The `sub` of Telegram's OpenID Connect ID token (the user is matched by `id`, the bot's `from.id`).
+      sub: { type: String },
     },
     whatsapp: {
       waId: { type: String },

@@ -1,9 +1,12 @@
 import rateLimit from '@fastify/rate-limit';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import pino, { type DestinationStream } from 'pino';
 import type { Channel } from '../models/channels.js';
 import { telegramChannel } from '../bots/telegram/channel.js';
+import { telegramGatewayCodeSender, telegramWebLogin } from '../bots/telegram/web-login.js';
 import { whatsappChannel } from '../webhooks/whatsapp/channel.js';
+import { registerApiDescription, registerApiDocsRoutes } from './api-docs/index.js';
 import type { ChatChannel } from './chat-channel.js';
 import { chatTexts } from './chat-texts.js';
 import { systemClock, type Clock } from './clock.js';
@@ -74,9 +77,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Ids: the caller's X-Request-Id when safe, else a random one; in every log line as requestId.
     genReqId: requestIdFor,
     requestIdHeader: false,
-    requestIdLogLabel: 'requestId',
-    // One line per request instead of Fastify's two (src/observability/logging.ts).
-    disableRequestLogging: true,
+    // requestId in every log line, and one line per request instead of Fastify's two (src/observability/logging.ts).
+    logController: new LogController({ requestIdLogLabel: 'requestId', disableRequestLogging: true }),
   });
   app.addHook('onRequest', async (request, reply) => {
     reply.header(REQUEST_ID_HEADER, request.id);
@@ -98,6 +100,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (channel.codeSender) senders[channel.name] = channel.codeSender;
     linkBuilders.push(...channel.links);
   }
+  // The Telegram Gateway reaches phones whose Telegram account never talked to the bot.
+  const gatewaySender = telegramGatewayCodeSender(config);
+  if (gatewaySender) senders.telegram = gatewaySender(senders.telegram);
 
   const services = createServices({ config, database, keys, pepper: deps.pepper, clock, senders, linkBuilders, log: app.log });
   app.decorate('services', services);
@@ -107,6 +112,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const texts = chatTexts(config);
 
   app.setErrorHandler(errorHandler);
+  // Routes declare zod schemas: one schema validates the input (errors become 400 invalid_request in the error
+  // handler) and filters the output, and the OpenAPI document is generated from the same schemas.
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  if (config.API_DOCS) await registerApiDescription(app);
   // JSON everywhere: a text/plain body is refused with 415 rather than handed to a route as a string.
   app.removeContentTypeParser('text/plain');
   const windowMs = config.RATE_LIMIT_WINDOW_SECONDS * 1000;
@@ -132,14 +142,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   const strictLimit = { max: config.OTP_RATE_LIMIT_MAX, timeWindow: windowMs };
   exposeMetrics(app, metrics, config);
+  if (config.API_DOCS) await registerApiDocsRoutes(app);
   await app.register(metaRoutes, { keys, connection: database.connection });
   await app.register(otpRoutes, { services, rateLimit: strictLimit });
   await app.register(tokenRoutes, { services });
-  await app.register(loginIntentRoutes, { services, rateLimit: strictLimit });
+  await app.register(loginIntentRoutes, { services, rateLimit: strictLimit, chatChannelsOn: chatChannels.length > 0 });
 
   for (const channel of chatChannels) {
     await channel.register(app, { services, texts, clock, strictRateLimit: strictLimit });
   }
+  await telegramWebLogin(app, config, { services, users: database.models.User, clock, strictRateLimit: strictLimit });
   for (const [name, message] of Object.entries(offMessages)) {
     if (!chatChannels.some((channel) => channel.name === name)) app.log.info(message);
   }

@@ -1,3 +1,4 @@
+import Bowser from 'bowser';
 import type { Config } from './config.js';
 
 // What the bots say. Plain English by default; CHAT_TEXTS (a JSON object) overrides any of them by key.
@@ -26,10 +27,12 @@ export const defaultChatTexts = {
   unknownCode: 'That sign-in code is unknown or has already been used. Start again on the website.',
   expiredCode: 'That sign-in request has expired. Start again on the website.',
   alreadyAnswered: 'That sign-in request was already answered.',
+  tooManyLoginCodes: 'Too many wrong sign-in codes. Try again in {minutes} minutes.',
   notYours: 'This sign-in request belongs to another account.',
   blocked: 'This account is blocked.',
   otpCode: 'Your {service} code is {code}. Enter it on the website with your phone number {phone}. It expires in {minutes} minutes. Never share it.',
   otpNeedsPhone: 'I need your phone number for that. Share it with the button below, then send /otp again.',
+  unreadableNumber: 'Sorry, we cannot read your phone number as a number we can sign in, so I cannot help with it here. Please sign in on the website instead.',
   otpNeedsVisiblePhone: 'Your WhatsApp account does not show us a phone number, so I cannot send a code for one. Sign in on the website with a LOGIN code instead.',
   otpRateLimited: 'Too many codes for this number. Try again in {seconds} seconds.',
   otpCountryNotAllowed: 'We do not send codes to numbers in this country.',
@@ -54,11 +57,14 @@ export const renderChatText = (template: string, values: Record<string, string |
 export function createChatVoice(texts: ChatTexts, serviceName: string) {
   const say = (key: ChatTextKey, values: Record<string, string | number> = {}): string =>
     renderChatText(texts[key], { service: serviceName, ...values });
+  // `this: void`: the channels destructure these methods, and none of them uses `this`.
   return {
     say,
     /** Why a sign-in request could not be answered, from the service's error code. */
-    refusal(code: string): string {
+    refusal(this: void, code: string, retryAfter?: unknown): string {
       switch (code) {
+        case 'rate_limited':
+          return say('tooManyLoginCodes', { minutes: Math.max(1, Math.ceil(Number(retryAfter ?? 3600) / 60)) });
         case 'expired':
           return say('expiredCode');
         case 'forbidden':
@@ -72,18 +78,42 @@ export function createChatVoice(texts: ChatTexts, serviceName: string) {
       }
     },
     /** What to tell someone whose request for a code was refused, for the refusals a person can act on. */
-    otpRefusal(code: string, retryAfter: unknown): string | undefined {
+    otpRefusal(this: void, code: string, retryAfter: unknown): string | undefined {
       if (code === 'rate_limited') return say('otpRateLimited', { seconds: Number(retryAfter ?? 30) });
       if (code === 'country_not_allowed') return say('otpCountryNotAllowed');
       return undefined;
     },
     /** What the person is asked to confirm: which browser asked to sign in, from where and when. */
-    confirmPrompt(request: { userAgent: string | null; ip: string | null; createdAt: Date }): string {
+    confirmPrompt(this: void, request: { userAgent: string | null; ip: string | null; createdAt: Date }): string {
       return say('confirmPrompt', {
-        userAgent: (request.userAgent ?? 'unknown browser').slice(0, 200),
+        userAgent: describeDevice(request.userAgent),
         ip: request.ip ?? 'unknown',
         time: `${request.createdAt.toISOString().slice(0, 16).replace('T', ' ')} UTC`,
       });
     },
   };
+}
+
+// The names the parser knows: whatever else a user agent claims to be is not shown.
+const KNOWN_BROWSERS = new Set<string>(Object.values(Bowser.BROWSER_MAP));
+const KNOWN_SYSTEMS = new Set<string>(Object.values(Bowser.OS_MAP));
+const MAJOR_VERSION = /^\d{1,4}/;
+
+/**
+ * What the confirmation prompt says about the browser that asked. Whoever creates a login intent writes its
+ * User-Agent, so the prompt never repeats it: only a browser and system name the parser knows, with major versions,
+ * and only letters, digits, spaces and dots (no links, no chat markup, no control or bidi characters), at most 60.
+ */
+export function describeDevice(userAgent: string | null | undefined): string {
+  if (!userAgent) return 'unknown browser';
+  const { browser, os } = Bowser.parse(userAgent);
+  const browserName = browser.name && KNOWN_BROWSERS.has(browser.name) ? browser.name : undefined;
+  const systemName = os.name && KNOWN_SYSTEMS.has(os.name) ? os.name : undefined;
+  if (!browserName && !systemName) return 'unknown browser';
+  const browserVersion = MAJOR_VERSION.exec(browser.version ?? '')?.[0];
+  const systemVersion = MAJOR_VERSION.exec(os.versionName ?? '')?.[0] ?? (os.versionName && /^[A-Za-z ]{1,20}$/.test(os.versionName) ? os.versionName : undefined);
+  const browserPart = browserName ? [browserName, browserVersion].filter(Boolean).join(' ') : 'unknown browser';
+  const systemPart = systemName ? [systemName, systemVersion].filter(Boolean).join(' ') : undefined;
+  const text = systemPart ? `${browserPart} on ${systemPart}` : browserPart;
+  return text.replace(/[^A-Za-z0-9 .]/g, '').slice(0, 60);
 }

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { defaultChatTexts } from './chat-texts.js';
 
@@ -26,10 +27,12 @@ const testNumbers = csv.transform((entries, ctx) => {
   return map;
 });
 
-// TRUST_PROXY takes what Fastify's trustProxy takes: true/false, a hop count, or addresses/CIDRs.
+// TRUST_PROXY takes what Fastify's trustProxy takes: true/false, a hop count, or addresses/CIDRs. A number is always a
+// hop count: read as `true`, `1` would trust every X-Forwarded-For entry and let a client behind one appending proxy
+// choose its own IP.
 const trustProxy = z.string().transform((value): boolean | number | string[] => {
-  if (['true', '1', 'yes'].includes(value)) return true;
-  if (['false', '0', 'no', ''].includes(value)) return false;
+  if (['true', 'yes'].includes(value)) return true;
+  if (['false', 'no', ''].includes(value)) return false;
   if (/^\d+$/.test(value)) return Number(value);
   return value.split(',').map((item) => item.trim());
 });
@@ -56,6 +59,8 @@ export const configSchema = z.object({
   MONGODB_URI: z.string().regex(/^mongodb(\+srv)?:\/\//, 'must be a mongodb:// or mongodb+srv:// URI').optional(),
   EMBEDDED_DB_ENGINE: z.enum(['auto', 'mongod', 'ferretdb']).default('auto'),
   FERRETDB_BIN: z.string().optional(),
+  // Where the FerretDB build and the memory of a failed mongod download are kept (default ~/.cache/chatgate).
+  CHATGATE_CACHE_DIR: z.string().optional(),
 
   TRUST_PROXY: trustProxy.default(false),
   BODY_LIMIT_BYTES: int(1024, 10 * 1024 * 1024).default(64 * 1024),
@@ -117,6 +122,7 @@ export const configSchema = z.object({
 
   JWT_PRIVATE_JWKS: z.string().optional(),
   JWT_ALG: z.enum(['ES256', 'RS256', 'EdDSA']).default('ES256'),
+  // Unset in development: PUBLIC_URL, else http://localhost:<PORT> (see loadConfig). Required in production.
   JWT_ISSUER: z.string().min(1).default('http://localhost:3000'),
   JWT_AUDIENCE: z.string().min(1).default('chatgate'),
   ACCESS_TOKEN_TTL_SECONDS: int(60, 86_400).default(900),
@@ -126,6 +132,8 @@ export const configSchema = z.object({
 
   INTENT_TTL_SECONDS: int(30, 3600).default(300),
   INTENT_REQUIRE_CONFIRM: bool.default(true),
+  // Wrong LOGIN codes (or start tokens) one chat account may send per hour before its codes are refused until the hour ends.
+  INTENT_MAX_WRONG_CODES_PER_HOUR: int(1, 1000).default(10),
   // The name the bots use for the service people sign in to ("Sign in to Acme?").
   SERVICE_NAME: z.string().min(1).max(60).default('Chatgate'),
   // JSON object overriding chat reply texts by key (see src/chat-texts.ts), for WhatsApp and Telegram alike.
@@ -162,6 +170,8 @@ export const configSchema = z.object({
   WHATSAPP_OTP_TEMPLATE_LANGUAGE: z.string().default('en_US'),
   WHATSAPP_MAX_MESSAGE_AGE_SECONDS: int(10, 86_400).default(600),
   WHATSAPP_SEND_TIMEOUT_MS: int(500, 60_000).default(10_000),
+  // Failed signature checks allowed per client IP per minute on POST /webhooks/whatsapp; past it, 429 until the minute ends.
+  WHATSAPP_MAX_BAD_SIGNATURES_PER_MINUTE: int(1, 1_000_000).default(100),
 
   TELEGRAM_BOT_TOKEN: z.string().regex(/^\d+:[A-Za-z0-9_-]{20,}$/, 'must be the token BotFather gave, e.g. 123456:AA…').optional(),
   TELEGRAM_BOT_USERNAME: z
@@ -178,6 +188,26 @@ export const configSchema = z.object({
   TELEGRAM_WIDGET_MAX_AGE_SECONDS: int(60, 30 * 86_400).default(86_400),
   // Where the gateway is reachable from the internet; `npm run telegram:webhook` registers PUBLIC_URL/webhooks/telegram.
   PUBLIC_URL: z.url().optional(),
+  // GET /openapi.json and the /docs page; a deployment that keeps its API description private turns them off.
+  API_DOCS: bool.default(true),
+
+  // "Log in with Telegram" (OpenID Connect, relying party): on when the client id and secret from BotFather are set.
+  TELEGRAM_OIDC_CLIENT_ID: z.string().regex(/^\d{1,20}$/, 'must be the numeric Client ID BotFather shows under Bot Settings > Web Login').optional(),
+  TELEGRAM_OIDC_CLIENT_SECRET: z.string().min(8, 'must be the Client Secret BotFather shows').optional(),
+  TELEGRAM_OIDC_ISSUER: z.url().default('https://oauth.telegram.org'),
+  TELEGRAM_OIDC_SCOPES: z
+    .string()
+    .transform((value) => value.split(/\s+/).filter((scope) => scope.length > 0))
+    .pipe(z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be OAuth scope names')).refine((scopes) => scopes.includes('openid'), 'must include openid'))
+    .default(['openid', 'profile', 'phone']),
+  // Besides paths on this gateway, where GET /auth/telegram/login may send the browser back to (comma-separated origins).
+  TELEGRAM_OIDC_RETURN_ORIGINS: csv
+    .pipe(z.array(z.url().refine((value) => new URL(value).origin === value.replace(/\/$/, ''), 'must be origins such as https://app.example.com')))
+    .optional(),
+  // Codes through the Telegram Gateway API to any phone with a Telegram account: on when the token is set.
+  TELEGRAM_GATEWAY_TOKEN: z.string().min(16, 'must be the API token from the Gateway account settings').optional(),
+  TELEGRAM_GATEWAY_API_ROOT: z.url().default('https://gatewayapi.telegram.org'),
+  TELEGRAM_GATEWAY_TIMEOUT_MS: int(500, 60_000).default(5000),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -189,10 +219,55 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * Secrets that may also be given as a file, `<NAME>_FILE` (Docker and Kubernetes secrets): the file's content, without
+ * its trailing newline, becomes the value. Add a secret variable here when it is added to the schema.
+ */
+export const SECRET_FILE_VARIABLES = [
+  'OTP_PEPPER',
+  'JWT_PRIVATE_JWKS',
+  'TWILIO_AUTH_TOKEN',
+  'SMS_HTTP_SECRET',
+  'WHATSAPP_APP_SECRET',
+  'WHATSAPP_ACCESS_TOKEN',
+  'WHATSAPP_VERIFY_TOKEN',
+  'TELEGRAM_BOT_TOKEN',
+  'TELEGRAM_WEBHOOK_SECRET',
+  'MONGODB_URI',
+  'METRICS_TOKEN',
+  'TELEGRAM_OIDC_CLIENT_SECRET',
+  'TELEGRAM_GATEWAY_TOKEN',
+] as const;
+
+// Reads every `<NAME>_FILE`; the problems name the variable and the path, never what the file holds.
+function readSecretFiles(present: Record<string, string>): { values: Record<string, string>; problems: string[] } {
+  const values: Record<string, string> = {};
+  const problems: string[] = [];
+  for (const name of SECRET_FILE_VARIABLES) {
+    const file = present[`${name}_FILE`];
+    if (file === undefined) continue;
+    if (present[name] !== undefined) {
+      problems.push(`${name}: set either ${name} or ${name}_FILE, not both`);
+      continue;
+    }
+    try {
+      values[name] = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    } catch (error) {
+      problems.push(`${name}_FILE: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+    }
+  }
+  return { values, problems };
+}
+
 /** Parses the environment; throws ConfigError naming every bad or missing variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // An empty value in a .env file means "unset", so defaults apply.
-  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const given = Object.fromEntries(
+    Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1] !== ''),
+  );
+  const secretFiles = readSecretFiles(given);
+  if (secretFiles.problems.length > 0) throw new ConfigError(secretFiles.problems);
+  const present: Record<string, string> = { ...given, ...secretFiles.values };
   const parsed = configSchema.safeParse(present);
   if (!parsed.success) {
     throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.') || 'environment'}: ${issue.message}`));
@@ -200,11 +275,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const config = parsed.data;
   const problems = [...productionProblems(config, present), ...providerProblems(config), ...guessingProblems(config)];
   if (problems.length > 0) throw new ConfigError(problems);
-  return { ...config, SMS_PROVIDER: config.SMS_PROVIDER ?? (config.NODE_ENV === 'production' ? undefined : 'console') };
+  return {
+    ...config,
+    SMS_PROVIDER: config.SMS_PROVIDER ?? (config.NODE_ENV === 'production' ? undefined : 'console'),
+    // Development tokens name the address this gateway really answers on (production requires JWT_ISSUER).
+    JWT_ISSUER: present.JWT_ISSUER ? config.JWT_ISSUER : (config.PUBLIC_URL?.replace(/\/+$/, '') ?? `http://localhost:${config.PORT}`),
+  };
 }
 
 export const whatsappEnabled = (config: Config): boolean => !!(config.WHATSAPP_VERIFY_TOKEN && config.WHATSAPP_APP_SECRET);
 export const telegramEnabled = (config: Config): boolean => !!config.TELEGRAM_BOT_TOKEN;
+export const telegramOidcEnabled = (config: Config): boolean => !!(config.TELEGRAM_OIDC_CLIENT_ID && config.TELEGRAM_OIDC_CLIENT_SECRET);
+export const telegramGatewayEnabled = (config: Config): boolean => !!config.TELEGRAM_GATEWAY_TOKEN;
 
 // Development conveniences that would be holes in production.
 function productionProblems(config: Config, given: Record<string, string | undefined>): string[] {
@@ -222,6 +304,33 @@ function productionProblems(config: Config, given: Record<string, string | undef
   if (config.CORS_ORIGINS.includes('*')) problems.push('CORS_ORIGINS: "*" (any origin) is refused in production; list the exact origins');
   if (!config.OTP_ALLOWED_COUNTRIES) {
     problems.push('OTP_ALLOWED_COUNTRIES: required in production (e.g. IN,GB; or * to accept every country knowingly)');
+  }
+  problems.push(...productionHardeningProblems(config));
+  return problems;
+}
+
+const isLoopbackHost = (host: string): boolean =>
+  host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+
+// Settings that weaken a guarantee rather than turn on a development convenience (issue 7, items 1 and 10).
+function productionHardeningProblems(config: Config): string[] {
+  const problems: string[] = [];
+  if (config.TRUST_PROXY === true) {
+    problems.push('TRUST_PROXY: "true" trusts every X-Forwarded-For entry, so clients choose their IP; give the hop count or the proxy addresses/CIDRs');
+  }
+  if (!config.INTENT_REQUIRE_CONFIRM) {
+    problems.push('INTENT_REQUIRE_CONFIRM: "false" signs in whoever sends a code without asking; refused in production');
+  }
+  if (config.OTP_LENGTH < 6) problems.push('OTP_LENGTH: at least 6 digits in production');
+  for (const name of ['WHATSAPP_GRAPH_URL', 'TELEGRAM_API_ROOT', 'SMS_HTTP_URL', 'PUBLIC_URL'] as const) {
+    const value = config[name];
+    if (!value) continue;
+    const url = new URL(value);
+    if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) problems.push(`${name}: must be https:// in production (http:// only to loopback)`);
+  }
+  for (const name of ['WHATSAPP_APP_SECRET', 'TELEGRAM_WEBHOOK_SECRET', 'SMS_HTTP_SECRET'] as const) {
+    const value = config[name];
+    if (value && value.length < 32) problems.push(`${name}: at least 32 characters in production`);
   }
   return problems;
 }
@@ -253,6 +362,30 @@ function providerProblems(config: Config): string[] {
   if (config.SMS_PROVIDER === 'http') {
     if (!config.SMS_HTTP_URL) problems.push('SMS_HTTP_URL: required with SMS_PROVIDER=http');
     if (!config.SMS_HTTP_SECRET) problems.push('SMS_HTTP_SECRET: required with SMS_PROVIDER=http');
+  }
+  problems.push(...telegramLoginProblems(config));
+  return problems;
+}
+
+// "Log in with Telegram" and the Telegram Gateway.
+function telegramLoginProblems(config: Config): string[] {
+  const problems: string[] = [];
+  if (!!config.TELEGRAM_OIDC_CLIENT_ID !== !!config.TELEGRAM_OIDC_CLIENT_SECRET) {
+    problems.push('TELEGRAM_OIDC_CLIENT_ID and TELEGRAM_OIDC_CLIENT_SECRET: set both (BotFather > Bot Settings > Web Login) or neither');
+  }
+  if (telegramOidcEnabled(config)) {
+    // The redirect URI registered with BotFather is PUBLIC_URL/auth/telegram/callback.
+    if (!config.PUBLIC_URL) problems.push('PUBLIC_URL: required with TELEGRAM_OIDC_CLIENT_ID (the redirect URI is PUBLIC_URL/auth/telegram/callback)');
+    if (config.NODE_ENV === 'production' && !config.TELEGRAM_OIDC_ISSUER.startsWith('https://')) {
+      problems.push('TELEGRAM_OIDC_ISSUER: must be https:// in production');
+    }
+  }
+  if (config.TELEGRAM_GATEWAY_TOKEN) {
+    // The Gateway sends our own code only when it is 4 to 8 digits.
+    if (config.OTP_LENGTH > 8) problems.push(`OTP_LENGTH: the Telegram Gateway takes codes of 4 to 8 digits, not ${config.OTP_LENGTH}`);
+    if (config.NODE_ENV === 'production' && !config.TELEGRAM_GATEWAY_API_ROOT.startsWith('https://')) {
+      problems.push('TELEGRAM_GATEWAY_API_ROOT: must be https:// in production');
+    }
   }
   return problems;
 }

@@ -23,7 +23,8 @@ const redactedPaths = [
 ];
 
 const BOT_TOKEN_IN_URL = /\/bot\d+:[A-Za-z0-9_-]+/g;
-const PHONE = /\+\d{6,15}/g;
+// With or without "+": providers also echo the number in international digits alone (Graph's "to", a wa_id).
+const PHONE = /\+\d{6,15}|(?<![\dA-Za-z])\d{8,15}(?![\dA-Za-z])/g;
 
 /**
  * Cleans text that came from outside before it is logged or stored: Telegram's HTTP client puts the bot token in the

@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { buildTestApp, signInBySms, uniquePhone } from './helpers/app.js';
+import { WHATSAPP_ENV } from './helpers/whatsapp.js';
 
 // Spent data leaves by the sweep every instance runs (FerretDB refuses TTL indexes); the clock is moved, not waited for.
 
-const testApp = await buildTestApp();
+// WhatsApp on, so login intents can be made.
+const testApp = await buildTestApp(WHATSAPP_ENV);
 const { app, clock, database } = testApp;
 const count = (collection: string, filter: object = {}) => database.connection.collection(collection).countDocuments(filter);
 const spentCollections = ['challenges', 'otp_phones', 'reservations', 'sessions', 'refresh_tokens', 'login_intents'];

@@ -1,13 +1,27 @@
-import { mkdtemp } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { chmod, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, inject, it } from 'vitest';
+import { promisify } from 'node:util';
+import { afterEach, describe, expect, inject, it, vi } from 'vitest';
 import { connectDatabase } from '../src/db/connection.js';
-import { startEmbeddedDatabase } from '../src/db/embedded.js';
+import { EmbeddedDatabaseInUse, startEmbeddedDatabase, type EmbeddedDatabase } from '../src/db/embedded.js';
+
+const temporaryDir = (prefix: string) => mkdtemp(path.join(tmpdir(), prefix));
+// The FerretDB binary the suite uses (built once into the cache by the same script the gateway runs).
+const ferretdbBinary = async () =>
+  process.env.FERRETDB_BIN ?? (await promisify(execFile)('bash', ['scripts/ensure-ferretdb.sh'])).stdout.trim().split('\n').pop()!;
 
 describe('the embedded database', () => {
+  const running: EmbeddedDatabase[] = [];
+  afterEach(async () => {
+    for (const database of running.splice(0)) await database.stop();
+    vi.unstubAllEnvs();
+    vi.restoreAllMocks();
+  });
+
   it('keeps its data in DATA_DIR across restarts', async () => {
-    const dataDir = await mkdtemp(path.join(tmpdir(), 'chatgate-embedded-'));
+    const dataDir = await temporaryDir('chatgate-embedded-');
     // The same engine the suite runs on (FerretDB where no mongod binary can be had).
     const engine = inject('mongoEngine').startsWith('mongod') ? 'mongod' : 'ferretdb';
     const first = await startEmbeddedDatabase({ engine, dataDir, log: () => undefined });
@@ -26,5 +40,102 @@ describe('the embedded database', () => {
   it('says what to set when no engine can start', async () => {
     const failing = startEmbeddedDatabase({ engine: 'ferretdb', dataDir: undefined, ferretdbBin: '/nonexistent/ferretdb', log: () => undefined });
     await expect(failing).rejects.toThrow(/Set MONGODB_URI/);
+  });
+
+  it('refuses to open a data directory twice, and opens it again once stopped', async () => {
+    const dataDir = await temporaryDir('chatgate-embedded-lock-');
+    const ferretdbBin = await ferretdbBinary();
+    const first = await startEmbeddedDatabase({ engine: 'ferretdb', dataDir, ferretdbBin, log: () => undefined });
+    running.push(first);
+    await expect(startEmbeddedDatabase({ engine: 'ferretdb', dataDir, ferretdbBin, log: () => undefined })).rejects.toThrow(EmbeddedDatabaseInUse);
+    await running.pop()!.stop();
+    const again = await startEmbeddedDatabase({ engine: 'ferretdb', dataDir, ferretdbBin, log: () => undefined });
+    running.push(again);
+    expect(again.engine).toBe('ferretdb');
+  });
+
+  it('takes over the lock file of a process that is gone', async () => {
+    const dataDir = await temporaryDir('chatgate-embedded-stale-');
+    // A pid that cannot be alive (above the kernel's limit).
+    await writeFile(path.join(dataDir, 'embedded-db.lock'), JSON.stringify({ pid: 2 ** 22 + 1, engine: 'ferretdb' }));
+    const database = await startEmbeddedDatabase({ engine: 'ferretdb', dataDir, ferretdbBin: await ferretdbBinary(), log: () => undefined });
+    running.push(database);
+    expect(JSON.parse(await readFile(path.join(dataDir, 'embedded-db.lock'), 'utf8'))).toMatchObject({ pid: process.pid, enginePid: database.pid });
+  });
+
+  it('remembers that mongod cannot be had, in one friendly line, and goes straight to FerretDB next time', async () => {
+    const cacheDir = await temporaryDir('chatgate-cache-');
+    // No mongod binary on hand, and a download that fails at once.
+    vi.stubEnv('MONGOMS_DOWNLOAD_DIR', await temporaryDir('chatgate-mongod-binaries-'));
+    vi.stubEnv('MONGOMS_DOWNLOAD_MIRROR', 'http://127.0.0.1:9');
+    vi.stubEnv('MONGOMS_SYSTEM_BINARY', '');
+    const consoleWarn = vi.spyOn(console, 'warn');
+    const ferretdbBin = await ferretdbBinary();
+
+    const firstLog: string[] = [];
+    const first = await startEmbeddedDatabase({ engine: 'auto', dataDir: undefined, ferretdbBin, cacheDir, log: (line) => firstLog.push(line) });
+    running.push(first);
+    expect(first.engine).toBe('ferretdb');
+    expect(firstLog).toHaveLength(1);
+    expect(firstLog[0]).toMatch(/^mongod is unavailable \(.+\); using FerretDB, and not trying mongod again before \d{4}-\d{2}-\d{2}$/);
+    expect(consoleWarn).not.toHaveBeenCalled();
+    const marker = JSON.parse(await readFile(path.join(cacheDir, 'mongod-unavailable.json'), 'utf8')) as { failedAt: string; retryAfter: string };
+    expect(Date.parse(marker.retryAfter) - Date.parse(marker.failedAt)).toBe(7 * 86_400_000);
+
+    const secondLog: string[] = [];
+    const second = await startEmbeddedDatabase({ engine: 'auto', dataDir: undefined, ferretdbBin, cacheDir, log: (line) => secondLog.push(line) });
+    running.push(second);
+    expect(second.engine).toBe('ferretdb');
+    expect(secondLog).toEqual([expect.stringMatching(/^using FerretDB: mongod could not be had on \d{4}-\d{2}-\d{2} .*EMBEDDED_DB_ENGINE=mongod$/)]);
+  });
+
+  it('tries mongod again once the remembered failure is a week old', async () => {
+    const cacheDir = await temporaryDir('chatgate-cache-');
+    const longAgo = Date.now() - 8 * 86_400_000;
+    await writeFile(
+      path.join(cacheDir, 'mongod-unavailable.json'),
+      JSON.stringify({ failedAt: new Date(longAgo).toISOString(), retryAfter: new Date(longAgo + 7 * 86_400_000).toISOString(), reason: 'old' }),
+    );
+    vi.stubEnv('MONGOMS_DOWNLOAD_DIR', await temporaryDir('chatgate-mongod-binaries-'));
+    vi.stubEnv('MONGOMS_DOWNLOAD_MIRROR', 'http://127.0.0.1:9');
+    const log: string[] = [];
+    const database = await startEmbeddedDatabase({ engine: 'auto', dataDir: undefined, ferretdbBin: await ferretdbBinary(), cacheDir, log: (line) => log.push(line) });
+    running.push(database);
+    expect(log).toEqual([expect.stringMatching(/^mongod is unavailable/)]);
+    const marker = JSON.parse(await readFile(path.join(cacheDir, 'mongod-unavailable.json'), 'utf8')) as { retryAfter: string };
+    expect(Date.parse(marker.retryAfter)).toBeGreaterThan(Date.now());
+  });
+
+  describe('building FerretDB on a first start', () => {
+    // A stand-in `go` first on PATH, reporting the given version and failing every other command, keeps these tests
+    // to the build's first steps (the real build takes a minute or two).
+    const withGo = async (version: string) => {
+      const bin = await temporaryDir('chatgate-fake-go-');
+      await writeFile(
+        path.join(bin, 'go'),
+        `#!/bin/sh\ncase "$1 $2" in\n  "env GOVERSION") echo ${version} ;;\n  "env GOPATH") echo ${bin}/gopath ;;\n  *) echo "go: no network here" >&2; exit 1 ;;\nesac\n`,
+      );
+      await chmod(path.join(bin, 'go'), 0o755);
+      vi.stubEnv('PATH', `${bin}:${process.env.PATH ?? ''}`);
+      vi.stubEnv('GOPATH', '');
+      return temporaryDir('chatgate-empty-cache-');
+    };
+
+    it('logs each step as it happens and says why the build failed', async () => {
+      const cacheDir = await withGo('go1.24.0');
+      const log: string[] = [];
+      const starting = startEmbeddedDatabase({ engine: 'ferretdb', dataDir: undefined, cacheDir, log: (line) => log.push(line) });
+      await expect(starting).rejects.toThrow(/building FerretDB failed: .*go: no network here/s);
+      expect(log.slice(0, 2)).toEqual([
+        `FerretDB build, 0 s: building FerretDB v1.24.2 into ${cacheDir} with go1.24.0 (about two minutes, once)`,
+        'FerretDB build, 0 s: downloading github.com/FerretDB/FerretDB@v1.24.2',
+      ]);
+    });
+
+    it('refuses a Go older than FerretDB v1.24.2 needs, saying which', async () => {
+      const cacheDir = await withGo('go1.22.5');
+      const starting = startEmbeddedDatabase({ engine: 'ferretdb', dataDir: undefined, cacheDir, log: () => undefined });
+      await expect(starting).rejects.toThrow('FerretDB v1.24.2 needs Go 1.24 or newer, this is go1.22.5');
+    });
   });
 });

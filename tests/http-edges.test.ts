@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { connectDatabase } from '../src/db/connection.js';
 import { buildTestApp, signInBySms, uniquePhone } from './helpers/app.js';
+import { signWidget, TELEGRAM_ENV } from './helpers/telegram.js';
+import { WHATSAPP_ENV } from './helpers/whatsapp.js';
 import { inject } from 'vitest';
 
 const testApp = await buildTestApp({ BODY_LIMIT_BYTES: '2048' });
@@ -51,10 +53,72 @@ describe('bad input never reaches a 500', () => {
     expect(response.json()).toEqual({ error: 'not_found', message: 'There is no GET /admin/users.' });
   });
 
+  it('error answers say they are JSON', async () => {
+    const refused = await app.inject({ method: 'POST', url: '/auth/token/refresh', payload: { refreshToken: 'nope' } });
+    expect(refused.statusCode).toBe(401);
+    expect(refused.headers['content-type']).toBe('application/json; charset=utf-8');
+    const invalid = await app.inject({ method: 'POST', url: '/auth/otp/verify', payload: { code: '1' } });
+    expect(invalid.statusCode).toBe(400);
+    expect(invalid.headers['content-type']).toBe('application/json; charset=utf-8');
+  });
+
   it('a wrong method on a known path answers 404 JSON', async () => {
     const response = await app.inject({ method: 'DELETE', url: '/auth/otp/request' });
     expect(response.statusCode).toBe(404);
     expect(response.json()).toMatchObject({ error: 'not_found' });
+  });
+});
+
+describe('login intents without a chat channel', () => {
+  it('are refused with 422 channel_unavailable, saying how to turn a channel on', async () => {
+    const response = await app.inject({ method: 'POST', url: '/auth/login-intents' });
+    expect(response.statusCode).toBe(422);
+    const body = response.json() as { error: string; message: string };
+    expect(body.error).toBe('channel_unavailable');
+    expect(body.message).toContain('TELEGRAM_BOT_TOKEN');
+    expect(body.message).toContain('WHATSAPP_VERIFY_TOKEN');
+    expect(await testApp.database.connection.collection('login_intents').countDocuments({})).toBe(0);
+  });
+});
+
+describe('answers that carry a token or a code', async () => {
+  const chat = await buildTestApp({ ...TELEGRAM_ENV });
+  const expectNoStore = (response: { headers: Record<string, unknown> }) => {
+    expect(response.headers['cache-control']).toBe('no-store');
+    expect(response.headers.pragma).toBe('no-cache');
+  };
+
+  it('are marked no-store on verify and refresh', async () => {
+    const phone = uniquePhone();
+    await chat.app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone } });
+    const verified = await chat.app.inject({ method: 'POST', url: '/auth/otp/verify', payload: { phone, code: chat.sms.lastCodeFor(phone) } });
+    expect(verified.statusCode).toBe(200);
+    expectNoStore(verified);
+    const refreshed = await chat.app.inject({ method: 'POST', url: '/auth/token/refresh', payload: { refreshToken: (verified.json() as { refreshToken: string }).refreshToken } });
+    expect(refreshed.statusCode).toBe(200);
+    expectNoStore(refreshed);
+  });
+
+  it('are marked no-store on the Telegram widget exchange', async () => {
+    const fields = signWidget({ id: 424242, first_name: 'Ada', auth_date: Math.floor(chat.clock.now().getTime() / 1000) });
+    const response = await chat.app.inject({ method: 'POST', url: '/auth/telegram/widget', payload: fields });
+    expect(response.statusCode).toBe(200);
+    expectNoStore(response);
+  });
+
+  it('are marked no-store on login intent creation (it carries the code) and on the poll', async () => {
+    const created = await chat.app.inject({ method: 'POST', url: '/auth/login-intents' });
+    expect(created.statusCode).toBe(201);
+    expectNoStore(created);
+    const { intentId, pollToken } = created.json() as { intentId: string; pollToken: string };
+    const polled = await chat.app.inject({ method: 'GET', url: `/auth/login-intents/${intentId}`, headers: { authorization: `Bearer ${pollToken}` } });
+    expect(polled.statusCode).toBe(200);
+    expectNoStore(polled);
+  });
+
+  it('are not forced on answers without secrets', async () => {
+    const response = await chat.app.inject({ method: 'GET', url: '/.well-known/jwks.json' });
+    expect(response.headers['cache-control']).toBe('public, max-age=300');
   });
 });
 
@@ -82,7 +146,7 @@ describe('health and readiness', () => {
 });
 
 describe('rate limits per IP', async () => {
-  const limited = await buildTestApp({ RATE_LIMIT_MAX: '5', OTP_RATE_LIMIT_MAX: '2', RATE_LIMIT_WINDOW_SECONDS: '60' });
+  const limited = await buildTestApp({ ...WHATSAPP_ENV, RATE_LIMIT_MAX: '5', OTP_RATE_LIMIT_MAX: '2', RATE_LIMIT_WINDOW_SECONDS: '60' });
   const ip = (address: string) => ({ remoteAddress: address });
 
   it('the stricter limit on /auth/otp/* answers 429 rate_limited with Retry-After', async () => {
@@ -127,7 +191,7 @@ describe('rate limits per IP', async () => {
 });
 
 describe('behind a trusted proxy', async () => {
-  const proxied = await buildTestApp({ TRUST_PROXY: 'true', OTP_RATE_LIMIT_MAX: '1' });
+  const proxied = await buildTestApp({ ...WHATSAPP_ENV, TRUST_PROXY: 'true', OTP_RATE_LIMIT_MAX: '1' });
 
   it('takes the client address from X-Forwarded-For, for limits and for the intent record', async () => {
     const create = (forwarded: string) =>

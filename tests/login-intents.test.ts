@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { buildTestApp, signInBySms, uniquePhone } from './helpers/app.js';
+import { WHATSAPP_ENV } from './helpers/whatsapp.js';
 
-const testApp = await buildTestApp();
+// WhatsApp on (intents need a chat channel) but without a display number, so it offers no deep link.
+const { WHATSAPP_DISPLAY_NUMBER: _noLink, ...whatsappWithoutLink } = WHATSAPP_ENV;
+const testApp = await buildTestApp(whatsappWithoutLink);
 const { app, clock } = testApp;
 const intents = app.services.loginIntents;
 const alice = { channel: 'telegram' as const, subject: '1001' };
@@ -29,7 +32,7 @@ const poll = (intent: CreatedIntent, token: string | null = intent.pollToken) =>
   });
 
 describe('creating a login intent', () => {
-  it('answers 201 with an id, a poll token, a short code and no chat links when no chat channel is configured', async () => {
+  it('answers 201 with an id, a poll token, a short code and no links when the chat channel offers none', async () => {
     const intent = await createIntent();
     expect(intent).toEqual({
       intentId: expect.stringMatching(/^[A-Za-z0-9_-]{22}$/),
@@ -168,5 +171,23 @@ describe('answering a login intent from a chat', () => {
     await testApp.database.connection.collection('users').updateOne({ phone: tokens.user.phone }, { $set: { status: 'blocked' } });
     const blocked = await app.services.identities.findByPhone(tokens.user.phone!);
     await expect(intents.approve(intent.intentId, alice, blocked!)).rejects.toMatchObject({ code: 'user_blocked' });
+  });
+});
+
+describe('wrong codes per chat sender', () => {
+  it('of 30 concurrent wrong codes from one sender, exactly 10 are looked up and the rest refused with rate_limited', async () => {
+    const guesser = { channel: 'whatsapp' as const, subject: '+447911999001' };
+    // The right code hides among the guesses: past the tenth wrong one, even it must not be looked up.
+    const target = await createIntent();
+    const guesses = Array.from({ length: 30 }, (_, index) => `WRNG${String(index).padStart(2, '3')}`);
+    const results = await Promise.allSettled([...guesses, target.code].map((code) => intents.claim({ code }, guesser)));
+    const codes = results.map((result) => (result.status === 'rejected' ? (result.reason as { code: string }).code : 'claimed'));
+    const lookedUp = codes.filter((code) => code !== 'rate_limited').length;
+    expect(lookedUp).toBeLessThanOrEqual(11);
+    expect(codes.filter((code) => code === 'not_found').length).toBeLessThanOrEqual(10);
+    expect(codes.filter((code) => code === 'rate_limited').length).toBeGreaterThanOrEqual(20);
+    // Another sender is not affected.
+    const intent = await createIntent();
+    await expect(intents.claim({ code: intent.code }, { channel: 'whatsapp', subject: '+447911999002' })).resolves.toMatchObject({ intentId: intent.intentId });
   });
 });

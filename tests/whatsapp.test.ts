@@ -2,6 +2,7 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { decodeJwt } from 'jose';
 import { buildTestApp, signInBySms, type TokenPair } from './helpers/app.js';
 import { startStubServer } from './helpers/stub-server.js';
+import { TELEGRAM_ENV } from './helpers/telegram.js';
 import {
   buttonReply,
   deliver,
@@ -130,7 +131,7 @@ describe('signing in on the web by messaging our number', () => {
     expect((await deliver(app, notification([textMessage(sender, `login ${intent.code.toLowerCase()}`, clock.now())], sender))).statusCode).toBe(200);
     const [prompt] = graphSends(graph);
     expect(prompt).toMatchObject({ to: `+${sender.waId}`, type: 'interactive' });
-    expect(prompt!.interactive!.body.text).toContain('Safari/605.1.15');
+    expect(prompt!.interactive!.body.text).toContain('Device: Safari on macOS\n');
     expect(prompt!.interactive!.body.text).toContain('203.0.113.5');
     expect(prompt!.interactive!.action.buttons.map((button) => button.reply)).toEqual([
       { id: `confirm:${intent.intentId}`, title: 'Confirm' },
@@ -146,6 +147,46 @@ describe('signing in on the web by messaging our number', () => {
     const claims = decodeJwt(approved.accessToken!);
     expect(claims).toMatchObject({ sub: smsUser.user.id, amr: ['whatsapp'], phone_number: `+${sender.waId}` });
     expect(await poll(intent)).toEqual({ status: 'consumed' });
+  });
+
+  it('shows a reduced device description: no links, no markup, no control or bidi characters, no text of the requester', async () => {
+    const sender = newSender();
+    const userAgent =
+      'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36 ' +
+      '*Approved by Telegram Support* _official_ ~verified~ `ok` https://evil.example/confirm \u0085\u202eevil';
+    const created = await app.inject({ method: 'POST', url: '/auth/login-intents', headers: { 'user-agent': userAgent }, remoteAddress: '203.0.113.7' });
+    const intent = created.json() as CreatedIntent;
+    await deliver(app, notification([textMessage(sender, `LOGIN ${intent.code}`, clock.now())], sender));
+    const text = graphSends(graph)[0]!.interactive!.body.text;
+    const device = /Device: (.*)\n/.exec(text)![1]!;
+    expect(device).toBe('Chrome 126 on Windows 10');
+    expect(text).toContain('203.0.113.7');
+    for (const forbidden of ['http', 'evil', 'Support', '*', '_', '~', '`', '\u0085', '\u202e']) expect(text).not.toContain(forbidden);
+  });
+
+  it('describes a user agent it does not recognise as an unknown browser, whatever it says', async () => {
+    const sender = newSender();
+    const created = await app.inject({ method: 'POST', url: '/auth/login-intents', headers: { 'user-agent': 'Telegram_Support*/1.0 (approved; https://x.example)' } });
+    const intent = created.json() as CreatedIntent;
+    await deliver(app, notification([textMessage(sender, `LOGIN ${intent.code}`, clock.now())], sender));
+    expect(graphSends(graph)[0]!.interactive!.body.text).toContain('Device: unknown browser\n');
+  });
+
+  it('stops taking LOGIN codes from a sender after 10 wrong ones in an hour, even in one notification', async () => {
+    const sender = newSender();
+    const intent = await createIntent();
+    const guesses = Array.from({ length: 12 }, (_, index) => textMessage(sender, `LOGIN ZZZZ${String(index).padStart(2, '2')}`, clock.now()));
+    await deliver(app, notification([...guesses, textMessage(sender, `LOGIN ${intent.code}`, clock.now())], sender));
+    const replies = graphSends(graph);
+    expect(replies.filter((reply) => reply.text?.body.includes('unknown'))).toHaveLength(10);
+    expect(replies.filter((reply) => reply.text?.body.includes('Too many wrong sign-in codes'))).toHaveLength(3);
+    expect(replies.some((reply) => reply.type === 'interactive')).toBe(false);
+
+    clock.advance(3600);
+    const later = await createIntent();
+    graph.requests.length = 0;
+    await deliver(app, notification([textMessage(sender, `LOGIN ${later.code}`, clock.now())], sender));
+    expect(graphSends(graph)[0]).toMatchObject({ type: 'interactive' });
   });
 
   it('accepts the bare code too', async () => {
@@ -249,6 +290,34 @@ describe('codes in the chat', () => {
     const sender = newSender();
     await deliver(app, notification([textMessage(sender, 'what is this?', clock.now())], sender));
     expect(graphSends(graph)[0]!.text!.body).toContain('LOGIN');
+  });
+});
+
+describe('senders whose wa_id is not their E.164 number', () => {
+  async function signInByWhatsApp(sender: Sender) {
+    const intent = await createIntent();
+    await deliver(app, notification([textMessage(sender, `LOGIN ${intent.code}`, clock.now())], sender));
+    await deliver(app, notification([buttonReply(sender, `confirm:${intent.intentId}`, 'Confirm', clock.now())], sender));
+    return poll(intent);
+  }
+
+  it.each([
+    ['a Mexican mobile reported as 521…', '5215512345678', '+525512345678'],
+    ['a Brazilian mobile reported without its ninth digit', '551187654321', '+5511987654321'],
+  ])('%s is the same user as the SMS login of its E.164 number; replies still go to the wa_id', async (_case, waId, e164) => {
+    const smsUser = await signInBySms(testApp, e164);
+    const approved = await signInByWhatsApp({ waId });
+    expect(approved).toMatchObject({ status: 'approved', user: { id: smsUser.user.id, phone: e164, whatsapp: { waId } } });
+    expect(graphSends(graph).every((send) => send.to === `+${waId}`)).toBe(true);
+  });
+
+  it('tells a sender whose number cannot be read so, instead of staying silent', async () => {
+    const sender = { waId: '999123456789' };
+    const intent = await createIntent();
+    await deliver(app, notification([textMessage(sender, `LOGIN ${intent.code}`, clock.now())], sender));
+    const [reply] = graphSends(graph);
+    expect(reply).toMatchObject({ to: '+999123456789', type: 'text', text: { body: expect.stringContaining('cannot read your phone number') } });
+    expect(await poll(intent)).toMatchObject({ status: 'pending' });
   });
 });
 
@@ -385,12 +454,13 @@ describe('without INTENT_REQUIRE_CONFIRM', async () => {
 });
 
 describe('with WhatsApp off', async () => {
-  const off = await buildTestApp();
+  // Telegram on, so login intents are offered at all (with no chat channel they are refused).
+  const off = await buildTestApp(TELEGRAM_ENV);
 
   it('answers 404 on the webhook routes and offers no link', async () => {
     expect((await off.app.inject({ method: 'GET', url: '/webhooks/whatsapp?hub.mode=subscribe' })).statusCode).toBe(404);
     expect((await off.app.inject({ method: 'POST', url: '/webhooks/whatsapp', payload: {} })).statusCode).toBe(404);
-    expect(((await off.app.inject({ method: 'POST', url: '/auth/login-intents' })).json() as CreatedIntent).links).toEqual({});
+    expect(((await off.app.inject({ method: 'POST', url: '/auth/login-intents' })).json() as CreatedIntent).links).not.toHaveProperty('whatsapp');
     expect(off.logs.join('')).toContain('WhatsApp is off');
   });
 });

@@ -4,6 +4,7 @@ import type { UserFromGetMe } from 'telegraf/types';
 import { createChatVoice, type ChatTexts } from '../../src/chat-texts.js';
 import type { CodeSender } from '../../src/delivery/types.js';
 import { AppError, DeliveryError } from '../../src/errors.js';
+import { scrubExternalText } from '../../src/logger.js';
 import { parsePhone } from '../../src/phone.js';
 import type { Services } from '../../src/services/index.js';
 import type { Claimant, IntentSummary } from '../../src/services/login-intents.js';
@@ -62,7 +63,7 @@ export function createTelegramBot(deps: TelegramBotDeps): Telegraf {
       await action();
     } catch (error) {
       if (!(error instanceof TelegramError)) throw error;
-      log.warn({ errorCode: error.code, description: error.description, method: (error.on as { method?: string } | undefined)?.method }, 'telegram reply failed');
+      log.warn({ errorCode: error.code, description: scrubExternalText(error.description), method: (error.on as { method?: string } | undefined)?.method }, 'telegram reply failed');
     }
   }
 
@@ -89,7 +90,7 @@ export function createTelegramBot(deps: TelegramBotDeps): Telegraf {
       summary = await services.loginIntents.claim({ startToken: token }, claimantOf(ctx.from));
     } catch (error) {
       if (!(error instanceof AppError)) throw error;
-      await notify(() => ctx.reply(refusal(error.code)));
+      await notify(() => ctx.reply(refusal(error.code, error.details.retryAfter)));
       return;
     }
     if (!settings.requireConfirm) {

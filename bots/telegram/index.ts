@@ -1,8 +1,10 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Telegraf } from 'telegraf';
 import type { Update } from 'telegraf/types';
 import { z } from 'zod';
+import { errorResponses } from '../../src/api-docs/schemas.js';
 import { AppError } from '../../src/errors.js';
+import { bodyDocumentedOnly } from '../../src/http/input.js';
 import { scrubExternalText } from '../../src/logger.js';
 import type { Inbox } from '../../src/services/inbox.js';
 import { secretsMatch } from '../../src/secrets.js';
@@ -14,12 +16,29 @@ export interface TelegramWebhookOptions {
 
 const updateShape = z.looseObject({ update_id: z.number().int().nonnegative() });
 
+const updateRoute = {
+  config: { rateLimit: false as const },
+  // Documented, not validated before the secret check: a stranger gets 401 whatever it sends, and an update of an
+  // unexpected shape is acknowledged (and ignored) so Telegram does not redeliver it forever.
+  validatorCompiler: bodyDocumentedOnly,
+  schema: {
+    tags: ['webhooks'],
+    summary: 'Telegram: bot updates (called by Telegram, with X-Telegram-Bot-Api-Secret-Token)',
+    headers: z.looseObject({ 'x-telegram-bot-api-secret-token': z.string().optional() }),
+    body: updateShape,
+    response: {
+      200: z.object({ received: z.number().int() }),
+      ...errorResponses('unauthorized', 'invalid_json', 'payload_too_large', 'unsupported_media_type', 'service_unavailable'),
+    },
+  },
+};
+
 /**
  * POST /webhooks/telegram: Telegram sends updates here with the secret given to setWebhook in
  * X-Telegram-Bot-Api-Secret-Token. Updates are stored (once per update_id) before the 200, then handled.
  */
-export const telegramWebhook: FastifyPluginAsync<TelegramWebhookOptions> = async (app, options) => {
-  app.post('/webhooks/telegram', { config: { rateLimit: false } }, async (request, reply) => {
+export const telegramWebhook: FastifyPluginAsyncZod<TelegramWebhookOptions> = async (app, options) => {
+  app.post('/webhooks/telegram', updateRoute, async (request, reply) => {
     const given = request.headers['x-telegram-bot-api-secret-token'];
     if (typeof given !== 'string' || !secretsMatch(given, options.secret)) {
       throw new AppError('unauthorized', 'The X-Telegram-Bot-Api-Secret-Token header does not match.');

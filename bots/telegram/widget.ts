@@ -1,9 +1,10 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Clock } from '../../src/clock.js';
 import { AppError } from '../../src/errors.js';
-import { parseInput } from '../../src/http/input.js';
+import { bodyErrors, errorResponses, tokenPairSchema } from '../../src/api-docs/schemas.js';
+import { noStore } from '../../src/http/no-store.js';
 import type { Services } from '../../src/services/index.js';
 
 // The fields the Telegram Login Widget hands to the website; Telegram may add more, and the hash covers all.
@@ -50,9 +51,23 @@ export interface TelegramWidgetOptions {
 }
 
 /** POST /auth/telegram/widget: a website's Telegram Login Widget result, exchanged for tokens. */
-export const telegramWidgetRoute: FastifyPluginAsync<TelegramWidgetOptions> = async (app, options) => {
-  app.post('/auth/telegram/widget', { config: { rateLimit: options.rateLimit } }, async (request) => {
-    const fields = parseInput(widgetFields, request.body);
+export const telegramWidgetRoute: FastifyPluginAsyncZod<TelegramWidgetOptions> = async (app, options) => {
+  const route = {
+    config: { rateLimit: options.rateLimit },
+    onRequest: noStore,
+    schema: {
+      tags: ['telegram'],
+      summary: 'Exchange a Telegram Login Widget result for tokens',
+      description: 'The fields exactly as the widget handed them over; the hash covers all of them. Each result is exchanged once.',
+      body: widgetFields,
+      response: {
+        200: tokenPairSchema,
+        ...errorResponses(...bodyErrors, 'invalid_signature', 'token_expired', 'token_reused', 'user_blocked'),
+      },
+    },
+  };
+  app.post('/auth/telegram/widget', route, async (request) => {
+    const fields = request.body;
     if (!isAuthenticWidgetLogin(fields, options.botToken)) {
       throw new AppError('invalid_signature', 'The Telegram login data does not match its hash.');
     }

@@ -1,10 +1,9 @@
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { createServer } from 'node:net';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
+import { createServer, type Socket } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { MongoClient } from 'mongodb';
 
 export type EmbeddedEngineName = 'mongod' | 'ferretdb';
@@ -14,6 +13,8 @@ export interface EmbeddedDatabase {
   /** Human-readable: which engine, which version, where its data lives. */
   description: string;
   uri: string;
+  /** The engine's process id, where we started it ourselves (FerretDB). */
+  pid?: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -22,31 +23,79 @@ export interface EmbeddedOptions {
   /** Where the data lives; undefined keeps it in memory (mongod) or a temporary folder (FerretDB). */
   dataDir: string | undefined;
   ferretdbBin?: string | undefined;
+  /** The FerretDB build and the memory of a failed mongod download (CHATGATE_CACHE_DIR, default ~/.cache/chatgate). */
+  cacheDir?: string | undefined;
   log: (message: string) => void;
 }
 
 export class EmbeddedDatabaseUnavailable extends Error {}
 
+/** Another live process holds the embedded database of this data directory. */
+export class EmbeddedDatabaseInUse extends Error {}
+
 const FERRETDB_VERSION = 'v1.24.2';
 const ensureScript = fileURLToPath(new URL('../../../scripts/ensure-ferretdb.sh', import.meta.url));
 const ensureScriptFromSource = fileURLToPath(new URL('../../scripts/ensure-ferretdb.sh', import.meta.url));
+// A failed mongod download is not retried on every start, only after this long.
+const MONGOD_RETRY_AFTER_MS = 7 * 86_400_000;
+const LOCK_FILE = 'embedded-db.lock';
 
-/** Starts a real MongoDB-wire server: mongod through mongodb-memory-server, else FerretDB with SQLite. */
+export function cacheDirectory(configured?: string): string {
+  return (
+    configured ??
+    process.env.CHATGATE_CACHE_DIR ??
+    path.join(process.env.XDG_CACHE_HOME ?? path.join(homedir(), '.cache'), 'chatgate')
+  );
+}
+
+/**
+ * Starts a real MongoDB-wire server: mongod through mongodb-memory-server, else FerretDB with SQLite. With a data
+ * directory, a lock file in it keeps a second process from opening the same files while this one lives.
+ */
 export async function startEmbeddedDatabase(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
+  const lock = options.dataDir ? await lockDataDir(path.resolve(options.dataDir)) : undefined;
+  try {
+    const database = await startAnyEngine(options);
+    await lock?.record({ engine: database.engine, enginePid: database.pid });
+    return {
+      ...database,
+      stop: async () => {
+        await database.stop();
+        await lock?.release();
+      },
+    };
+  } catch (error) {
+    await lock?.release();
+    throw error;
+  }
+}
+
+async function startAnyEngine(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
   const failures: string[] = [];
-  if (options.engine !== 'ferretdb') {
+  const marker = path.join(cacheDirectory(options.cacheDir), 'mongod-unavailable.json');
+  const remembered = options.engine === 'auto' ? await rememberedMongodFailure(marker) : undefined;
+  if (remembered) {
+    options.log(
+      `using FerretDB: mongod could not be had on ${remembered.failedAt.slice(0, 10)} (${remembered.reason}); ` +
+        `tried again after ${remembered.retryAfter.slice(0, 10)}, or now with EMBEDDED_DB_ENGINE=mongod`,
+    );
+  } else if (options.engine !== 'ferretdb') {
     try {
-      return await startMongod(options.dataDir);
+      const database = await startMongod(options.dataDir);
+      await rm(marker, { force: true });
+      return database;
     } catch (error) {
-      failures.push(`mongod: ${firstLine(error)}`);
+      const reason = oneLine(error);
+      failures.push(`mongod: ${reason}`);
       if (options.engine === 'mongod') throw new EmbeddedDatabaseUnavailable(failures.join('; '));
-      options.log(`embedded mongod unavailable (${firstLine(error)}); falling back to FerretDB`);
+      const retryAfter = await rememberMongodFailure(marker, reason);
+      options.log(`mongod is unavailable (${reason}); using FerretDB, and not trying mongod again before ${retryAfter.slice(0, 10)}`);
     }
   }
   try {
     return await startFerretDB(options);
   } catch (error) {
-    failures.push(`ferretdb: ${firstLine(error)}`);
+    failures.push(`ferretdb: ${oneLine(error)}`);
   }
   throw new EmbeddedDatabaseUnavailable(
     `No embedded database could start (${failures.join('; ')}). Set MONGODB_URI to a MongoDB server, ` +
@@ -54,9 +103,48 @@ export async function startEmbeddedDatabase(options: EmbeddedOptions): Promise<E
   );
 }
 
+interface MongodFailure {
+  failedAt: string;
+  retryAfter: string;
+  reason: string;
+}
+
+async function rememberedMongodFailure(marker: string): Promise<MongodFailure | undefined> {
+  try {
+    const failure = JSON.parse(await readFile(marker, 'utf8')) as MongodFailure;
+    return Date.parse(failure.retryAfter) > Date.now() ? failure : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function rememberMongodFailure(marker: string, reason: string): Promise<string> {
+  const now = Date.now();
+  const failure: MongodFailure = {
+    failedAt: new Date(now).toISOString(),
+    retryAfter: new Date(now + MONGOD_RETRY_AFTER_MS).toISOString(),
+    reason,
+  };
+  try {
+    await mkdir(path.dirname(marker), { recursive: true });
+    await writeFile(marker, `${JSON.stringify(failure)}\n`);
+  } catch {
+    // An unwritable cache only costs the attempt again next time.
+  }
+  return failure.retryAfter;
+}
+
 async function startMongod(dataDir: string | undefined): Promise<EmbeddedDatabase> {
-  // Imported lazily: it is only needed when no MONGODB_URI is given.
-  const { MongoMemoryServer } = await import('mongodb-memory-server');
+  // Imported lazily, and absent from a production install (a development dependency).
+  let memoryServer: typeof import('mongodb-memory-server');
+  try {
+    memoryServer = await import('mongodb-memory-server');
+  } catch {
+    throw new Error('mongodb-memory-server is not installed (it is a development dependency)');
+  }
+  const { MongoBinary, MongoMemoryServer } = memoryServer;
+  // Fetching the binary first makes a failed download an error we word, not a stack trace on the console.
+  await MongoBinary.getPath();
   let dbPath: string | undefined;
   if (dataDir) {
     dbPath = path.resolve(dataDir, 'mongod');
@@ -76,7 +164,7 @@ async function startMongod(dataDir: string | undefined): Promise<EmbeddedDatabas
 }
 
 async function startFerretDB(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
-  const bin = options.ferretdbBin ?? (await ensureFerretDB(options.log));
+  const bin = options.ferretdbBin ?? (await ensureFerretDB(options));
   const dataDir = options.dataDir
     ? path.resolve(options.dataDir, 'ferretdb')
     : await mkdtemp(path.join(tmpdir(), 'chatgate-ferretdb-'));
@@ -95,6 +183,8 @@ async function startFerretDB(options: EmbeddedOptions): Promise<EmbeddedDatabase
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
+  const watchdog = child.pid === undefined ? undefined : watchOverEngine(child.pid);
+  child.once('exit', () => watchdog?.kill('SIGKILL'));
   let problem = '';
   child.stderr?.on('data', (chunk: Buffer) => {
     problem = (problem + chunk.toString()).slice(-2000);
@@ -116,25 +206,156 @@ async function startFerretDB(options: EmbeddedOptions): Promise<EmbeddedDatabase
     engine: 'ferretdb',
     description: `FerretDB ${FERRETDB_VERSION} (SQLite backend, data in ${dataDir})`,
     uri,
+    pid: child.pid,
     stop: async () => {
+      watchdog?.kill('SIGKILL');
       await stopChild(child);
       await removeTemporaryData();
     },
   };
 }
 
-async function ensureFerretDB(log: (message: string) => void): Promise<string> {
-  log('looking for a FerretDB binary (built once from the Go module proxy if missing)');
+/**
+ * FerretDB must not outlive us, even after `kill -9`: a small detached shell holds the read end of a pipe that only we
+ * write to. When this process dies, however it dies, the kernel closes the pipe, the shell's `read` returns, and it
+ * stops the engine (SIGTERM, then SIGKILL after 3 s).
+ */
+function watchOverEngine(enginePid: number): ChildProcess {
+  const script =
+    'read -r _; kill -TERM "$1" 2>/dev/null || exit 0; ' +
+    'for i in 1 2 3 4 5 6; do sleep 0.5; kill -0 "$1" 2>/dev/null || exit 0; done; kill -KILL "$1" 2>/dev/null';
+  const watchdog = spawn('sh', ['-c', script, 'chatgate-engine-watchdog', String(enginePid)], {
+    detached: true,
+    stdio: ['pipe', 'ignore', 'ignore'],
+  });
+  watchdog.on('error', () => undefined);
+  // Neither the watchdog nor its pipe keep this process alive.
+  watchdog.unref();
+  (watchdog.stdin as Socket | null)?.unref();
+  return watchdog;
+}
+
+interface LockHolder {
+  pid: number;
+  engine?: EmbeddedEngineName;
+  enginePid?: number;
+  startedAt?: string;
+}
+
+// Data directories this process holds: the same pid in a lock file is ours only if it is listed here.
+const heldLocks = new Set<string>();
+
+async function lockDataDir(dataDir: string): Promise<{ record(extra: Partial<LockHolder>): Promise<void>; release(): Promise<void> }> {
+  await mkdir(dataDir, { recursive: true });
+  const file = path.join(dataDir, LOCK_FILE);
+  const holder: LockHolder = { pid: process.pid, startedAt: new Date().toISOString() };
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      await writeFile(file, `${JSON.stringify(holder)}\n`, { flag: 'wx' });
+      heldLocks.add(file);
+      return {
+        // Best effort: the engine's pid only helps to clean up after a crash; the lock itself is already ours.
+        record: (extra) => writeFile(file, `${JSON.stringify({ ...holder, ...extra })}\n`).catch(() => undefined),
+        release: async () => {
+          heldLocks.delete(file);
+          await rm(file, { force: true });
+        },
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const previous = await readLockHolder(file);
+    const ours = previous?.pid === process.pid;
+    if (previous && (ours ? heldLocks.has(file) : isAlive(previous.pid))) {
+      throw new EmbeddedDatabaseInUse(
+        `DATA_DIR ${dataDir} is in use: ${ours ? 'this process' : `process ${previous.pid}`} runs its embedded database. ` +
+          'Stop it first, or give this one another DATA_DIR (or MONGODB_URI).',
+      );
+    }
+    // A stale lock: its process is gone. Its engine should have gone with it; make sure before taking over.
+    if (previous?.enginePid && isAlive(previous.enginePid) && (await isFerretDBProcess(previous.enginePid))) {
+      process.kill(previous.enginePid, 'SIGKILL');
+    }
+    await rm(file, { force: true });
+  }
+  throw new EmbeddedDatabaseInUse(`DATA_DIR ${dataDir}: could not take the lock ${file}`);
+}
+
+async function readLockHolder(file: string): Promise<LockHolder | undefined> {
+  try {
+    const holder = JSON.parse(await readFile(file, 'utf8')) as LockHolder;
+    return Number.isInteger(holder.pid) ? holder : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists, under another user.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function isFerretDBProcess(pid: number): Promise<boolean> {
+  try {
+    return (await readFile(`/proc/${pid}/cmdline`, 'utf8')).includes('ferretdb');
+  } catch {
+    return false;
+  }
+}
+
+/** Finds or builds the FerretDB binary; a first build takes a minute or two, and the log follows it. */
+async function ensureFerretDB(options: EmbeddedOptions): Promise<string> {
   for (const script of [ensureScript, ensureScriptFromSource]) {
     try {
-      const { stdout } = await promisify(execFile)('bash', [script], { timeout: 600_000 });
-      return stdout.trim().split('\n').pop()!;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT' || String(error).includes('No such file')) continue;
-      throw error;
+      await readFile(script);
+    } catch {
+      continue;
     }
+    return runEnsureScript(script, options);
   }
   throw new Error('scripts/ensure-ferretdb.sh not found');
+}
+
+function runEnsureScript(script: string, options: EmbeddedOptions): Promise<string> {
+  const started = Date.now();
+  const elapsed = () => `${Math.round((Date.now() - started) / 1000)} s`;
+  const child = spawn('bash', [script], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, CHATGATE_CACHE_DIR: cacheDirectory(options.cacheDir) },
+  });
+  let stdout = '';
+  let lastLines = '';
+  let pending = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => {
+    pending += chunk.toString();
+    const lines = pending.split('\n');
+    pending = lines.pop() ?? '';
+    for (const line of lines.filter((text) => text.trim() !== '')) {
+      lastLines = `${lastLines}\n${line}`.slice(-1000);
+      options.log(`FerretDB build, ${elapsed()}: ${line.replace(/^ensure-ferretdb: /, '')}`);
+    }
+  });
+  // Go prints nothing while it compiles: a line every 10 s says we are still at it.
+  const ticker = setInterval(() => options.log(`FerretDB build, ${elapsed()}: still compiling; this happens once`), 10_000);
+  const timeout = setTimeout(() => child.kill('SIGTERM'), 600_000);
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearInterval(ticker);
+      clearTimeout(timeout);
+      const bin = stdout.trim().split('\n').pop();
+      // The last lines say why; the earlier ones were progress, already logged.
+      const why = lastLines.trim().split('\n').slice(-2).join(' ').replace(/ensure-ferretdb: /g, '');
+      if (code === 0 && bin) resolve(bin);
+      else reject(new Error(`building FerretDB failed: ${why || `exit code ${code}`}`));
+    });
+  });
 }
 
 function freePort(): Promise<number> {
@@ -177,6 +398,6 @@ function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
-function firstLine(error: unknown): string {
-  return String(error instanceof Error ? error.message : error).split('\n')[0]!.slice(0, 200);
+function oneLine(error: unknown): string {
+  return String(error instanceof Error ? error.message : error).replace(/\s+/g, ' ').trim().slice(0, 240);
 }

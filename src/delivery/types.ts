@@ -20,6 +20,11 @@ export interface CodeSender {
   readonly provider: string;
   /** False when this sender cannot reach the user (e.g. no Telegram account linked to the phone). */
   canReach(message: Pick<CodeMessage, 'phone' | 'user'>): boolean;
+  /**
+   * For senders that must ask their provider whether it can reach a phone (the Telegram Gateway): the sender to use
+   * for this message, or null when the provider cannot reach the phone. Throws DeliveryError when the provider fails.
+   */
+  prepare?(message: Pick<CodeMessage, 'phone' | 'user'>): Promise<CodeSender | null>;
   send(message: CodeMessage): Promise<void>;
 }
 

@@ -21,10 +21,16 @@ export interface ReplyButton {
 
 /** The Graph API calls the gateway makes, through the maintained @great-detail/whatsapp client. */
 export function createWhatsAppClient(settings: WhatsAppSettings) {
+  // 9.x builds ky's `baseUrl` as `<graph>/<version>` without a trailing slash, so URL resolution drops the version
+  // segment (`v23.0/123/messages` becomes `/123/messages`). A `prefix` makes every call's URL absolute and whole.
   const sdk = new Client({
-    prefixUrl: settings.graphUrl,
+    baseUrl: settings.graphUrl,
     graphVersion: settings.apiVersion,
-    request: { headers: { Authorization: `Bearer ${settings.accessToken}` }, retry: 0 },
+    request: {
+      prefix: `${settings.graphUrl.replace(/\/+$/, '')}/${settings.apiVersion}`,
+      headers: { Authorization: `Bearer ${settings.accessToken}` },
+      retry: 0,
+    },
   });
 
   // The client ignores a timeout given at construction; it must come with each call.
@@ -98,8 +104,9 @@ export function createWhatsAppCodeSender(client: WhatsAppClient, template: { nam
 
 async function asDeliveryError(error: unknown): Promise<DeliveryError> {
   if (error instanceof HTTPError) {
-    const body = (await error.response.json().catch(() => undefined)) as { error?: WhatsappError } | undefined;
-    const graph = body?.error;
+    // ky 2 has already read the body into `data` (the response's own body is consumed).
+    const body = error.data as { error?: WhatsappError } | string | undefined;
+    const graph = typeof body === 'object' ? body.error : undefined;
     return new DeliveryError('whatsapp', `Graph API answered ${error.response.status}: ${graph?.message ?? error.response.statusText}`, {
       status: error.response.status,
       errorCode: graph?.code,

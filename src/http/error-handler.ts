@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { AppError, type ErrorCode } from '../errors.js';
 
 // The one place where errors become HTTP answers: `{ error, message, ...details }`. A 4xx says what was wrong;
@@ -28,11 +29,26 @@ export function sendError(reply: FastifyReply, error: AppError): FastifyReply {
   if (error.code === 'rate_limited' && typeof error.details.retryAfter === 'number') {
     reply.header('retry-after', String(error.details.retryAfter));
   }
-  return reply.code(error.status).send({ error: error.code, message: error.message, ...error.details });
+  // Error bodies are built here and nowhere else, so they skip the route's response schemas (which document them):
+  // a code a schema forgot must not turn a clear 4xx into a 500.
+  // (A reply with its own serializer gets no content type by itself.)
+  return reply
+    .code(error.status)
+    .type('application/json; charset=utf-8')
+    .serializer(JSON.stringify)
+    .send({ error: error.code, message: error.message, ...error.details });
+}
+
+/** The route schemas' validation errors, in the shape `parseInput` has always answered with. */
+function invalidRequest(issues: { instancePath: string; message?: string | undefined }[]): AppError {
+  const listed = issues.map((issue) => ({ path: issue.instancePath.replace(/^\//, '').replaceAll('/', '.'), message: issue.message ?? 'is not valid' }));
+  const first = listed[0]!;
+  return new AppError('invalid_request', first.path ? `${first.path}: ${first.message}` : first.message, { issues: listed });
 }
 
 export function errorHandler(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   if (error instanceof AppError) return sendError(reply, error);
+  if (hasZodFastifySchemaValidationErrors(error)) return sendError(reply, invalidRequest(error.validation));
 
   const known = 'code' in error && typeof error.code === 'string' ? fastifyCodes[error.code] : undefined;
   if (known) return sendError(reply, new AppError(known[0], known[1]));

@@ -1,3 +1,6 @@
+import type { FastifySchemaCompiler } from 'fastify';
+import type { FastifyRouteSchemaDef } from 'fastify/types/schema.js';
+import { validatorCompiler } from 'fastify-type-provider-zod';
 import type { z } from 'zod';
 import { AppError } from '../errors.js';
 
@@ -15,3 +18,10 @@ export function bearerToken(header: string | undefined): string | undefined {
   const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
   return match?.[1];
 }
+
+/**
+ * A route validator that leaves the body alone and validates the other parts: for webhooks whose body is checked
+ * against a signature on its raw bytes first, and whose schema in the OpenAPI document is documentation only.
+ */
+export const bodyDocumentedOnly: FastifySchemaCompiler<unknown> = (route) =>
+  route.httpPart === 'body' ? (data: unknown) => ({ value: data }) : validatorCompiler(route as FastifyRouteSchemaDef<z.ZodType>);

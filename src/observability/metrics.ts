@@ -10,7 +10,7 @@ export type VerificationOutcome = (typeof verificationOutcomes)[number];
 export type RateLimitKind = 'ip' | 'phone';
 
 // A provider name comes from our own senders, but a label must stay bounded even if a sender misbehaves.
-const boundedLabel = (value: unknown): string => (typeof value === 'string' && /^[a-z0-9_]{1,32}$/.test(value) ? value : 'other');
+const boundedLabel = (value: unknown): string => (typeof value === 'string' && /^[a-z0-9_-]{1,32}$/.test(value) ? value : 'other');
 
 /** The gateway's metrics, in a registry of its own (one per app), so several apps in one process never collide. */
 export function createMetrics() {
@@ -34,6 +34,8 @@ export function createMetrics() {
   const loginIntents = labelled('chatgate_login_intents_total', 'Login intents, by outcome (created, approved, rejected)', ['outcome']);
   const inboxMessages = labelled('chatgate_inbox_messages_total', 'Inbound chat messages, by channel and outcome', ['channel', 'outcome']);
   const inboxRetries = labelled('chatgate_inbox_retries_total', 'Handling attempts after the first, by channel', ['channel']);
+  const deliveryReports = labelled('chatgate_otp_delivery_reports_total', 'Delivery reports from providers (Telegram Gateway), by provider and status', ['provider', 'status']);
+  const budgetsExhausted = labelled('chatgate_otp_budgets_exhausted_total', 'Paid sends refused because a budget (OTP_BUDGET_*) was spent, by budget', ['budget']);
   const rateLimited = labelled('chatgate_rate_limit_refusals_total', 'Requests refused by a rate limit, by kind (ip: per-IP limiter, phone: per-phone limits)', ['kind']);
 
   // Verification outcomes are fixed: show them at zero from the start, so a rate() has a series to work on.
@@ -89,6 +91,12 @@ export function createMetrics() {
           break;
         case 'tokens.reuse_detected':
           reuseDetected.inc();
+          break;
+        case 'otp.delivery_report':
+          deliveryReports.inc({ provider, status: boundedLabel(entry.detail?.status) });
+          break;
+        case 'otp.budget_exhausted':
+          budgetsExhausted.inc({ budget: boundedLabel(entry.detail?.budget) });
           break;
         case 'intent.created':
         case 'intent.approved':

@@ -4,6 +4,7 @@ import type { Session } from '../../models/session.js';
 import type { User } from '../../models/user.js';
 import type { Clock } from '../clock.js';
 import { AppError } from '../errors.js';
+import { whatsappIdToE164 } from '../phone.js';
 import { isDuplicateKey, type Reservations } from './reservations.js';
 
 export interface TelegramProfile {
@@ -13,8 +14,10 @@ export interface TelegramProfile {
 }
 
 export interface WhatsAppProfile {
-  /** `wa_id`: the sender's phone digits, when WhatsApp shows them. */
+  /** `wa_id`: the sender's phone digits as WhatsApp reports them, when it shows them (kept for addressing replies). */
   waId?: string | undefined;
+  /** The E.164 number behind `waId` (see whatsappIdToE164); the user is keyed by it, so SMS and WhatsApp agree. */
+  phone?: string | undefined;
   /** Business-scoped user id of a sender who uses a username instead of showing a phone number. */
   userId?: string | undefined;
 }
@@ -45,7 +48,28 @@ export function assertActiveUser(user: User | null | undefined): asserts user is
 
 export type PhoneLinkOutcome = 'linked' | 'already_linked' | 'merged' | 'phone_taken' | 'telegram_has_other_phone' | 'busy';
 
+// A merge takes a few database round trips; a lock older than this belongs to a process that died mid-merge.
+const MERGE_LEASE_SECONDS = 60;
+
 export function createIdentityService(users: Model<User>, sessions: Model<Session>, reservations: Reservations, clock: Clock) {
+  /**
+   * The merge lock is a lease, like the inbox's attempts: FerretDB has no TTL, so a lock whose holder died would
+   * otherwise keep that Telegram account busy forever. Taking over a stale lease is itself a reservation (one per stale
+   * lease), so of many who find it stale exactly one replaces it.
+   */
+  async function takeMergeLease(lock: string): Promise<boolean> {
+    const lease = () => ({ startedAt: clock.now().toISOString() });
+    if (await reservations.reserve(lock, 86_400, lease())) return true;
+    const held = await reservations.find(lock);
+    if (!held) return reservations.reserve(lock, 86_400, lease());
+    const startedAt = typeof held.startedAt === 'string' ? held.startedAt : '';
+    const heldSince = startedAt ? Date.parse(startedAt) : 0;
+    if (clock.now().getTime() - heldSince < MERGE_LEASE_SECONDS * 1000) return false;
+    if (!(await reservations.reserve(`${lock}:takeover:${startedAt || 'legacy'}`, 86_400))) return false;
+    await reservations.release(lock);
+    return reservations.reserve(lock, 86_400, lease());
+  }
+
   /**
    * Moves the Telegram identity of a Telegram-only user onto the user who owns the phone, then retires the old user.
    * One merge per Telegram id at a time (a reservation); sessions are revoked first, so nothing issued to the old
@@ -53,7 +77,7 @@ export function createIdentityService(users: Model<User>, sessions: Model<Sessio
    */
   async function mergeTelegramInto(telegramUser: User, owner: User): Promise<{ outcome: PhoneLinkOutcome; user: User; retiredUserId?: Types.ObjectId }> {
     const lock = `telegram-merge:${telegramUser.telegram!.id}`;
-    if (!(await reservations.reserve(lock, 60))) return { outcome: 'busy', user: telegramUser };
+    if (!(await takeMergeLease(lock))) return { outcome: 'busy', user: telegramUser };
     try {
       const now = clock.now();
       await sessions.updateMany({ userId: telegramUser._id, revokedAt: { $exists: false } }, { $set: { revokedAt: now, revokedReason: 'user_merged' } });
@@ -84,7 +108,7 @@ export function createIdentityService(users: Model<User>, sessions: Model<Sessio
     for (let attempt = 0; ; attempt++) {
       try {
         const user = await users
-          .findOneAndUpdate(filter, update, { upsert: true, new: true, timestamps: false })
+          .findOneAndUpdate(filter, update, { upsert: true, returnDocument: 'after', timestamps: false })
           .lean<User>();
         return user!;
       } catch (error) {
@@ -120,17 +144,18 @@ export function createIdentityService(users: Model<User>, sessions: Model<Sessio
      * appears, and the phone is attached to it (unless another user already has that phone; then they stay apart).
      * A sender seen by phone resolves to the user of that phone (the SMS user, if any), linking the WhatsApp ids.
      */
-    async resolveByWhatsApp(profile: WhatsAppProfile): Promise<User> {
+    async resolveByWhatsApp(given: WhatsAppProfile): Promise<User> {
+      const profile = { ...given, phone: given.phone ?? (given.waId ? whatsappIdToE164(given.waId) : undefined) };
       if (profile.userId) {
         const known = await users.findOne({ 'whatsapp.userId': profile.userId }).lean<User>();
         if (known) {
-          if (!profile.waId || known.phone) return known;
+          if (!profile.waId || !profile.phone || known.phone) return known;
           try {
             const withPhone = await users
               .findOneAndUpdate(
                 { _id: known._id, phone: { $exists: false } },
-                { $set: { phone: `+${profile.waId}`, 'whatsapp.waId': profile.waId, updatedAt: clock.now() } },
-                { new: true, timestamps: false },
+                { $set: { phone: profile.phone, 'whatsapp.waId': profile.waId, updatedAt: clock.now() } },
+                { returnDocument: 'after', timestamps: false },
               )
               .lean<User>();
             return withPhone ?? known;
@@ -140,8 +165,8 @@ export function createIdentityService(users: Model<User>, sessions: Model<Sessio
           }
         }
       }
-      if (profile.waId) {
-        const phone = `+${profile.waId}`;
+      if (profile.waId && profile.phone) {
+        const phone = profile.phone;
         const link: Record<string, unknown> = { 'whatsapp.waId': profile.waId };
         if (profile.userId) link['whatsapp.userId'] = profile.userId;
         try {
@@ -171,7 +196,7 @@ export function createIdentityService(users: Model<User>, sessions: Model<Sessio
       if (!owner) {
         try {
           const linked = await users
-            .findOneAndUpdate({ _id: telegramUser._id, phone: { $exists: false } }, { $set: { phone, updatedAt: clock.now() } }, { new: true, timestamps: false })
+            .findOneAndUpdate({ _id: telegramUser._id, phone: { $exists: false } }, { $set: { phone, updatedAt: clock.now() } }, { returnDocument: 'after', timestamps: false })
             .lean<User>();
           if (linked?.phone === phone) return { outcome: 'linked', user: linked };
         } catch (error) {

@@ -87,7 +87,7 @@ export function createServices(deps: ServiceDeps) {
     tokens,
     audit,
     clock,
-    settings: { ttlSeconds: config.INTENT_TTL_SECONDS },
+    settings: { ttlSeconds: config.INTENT_TTL_SECONDS, maxWrongCodesPerHour: config.INTENT_MAX_WRONG_CODES_PER_HOUR },
     linkBuilders: deps.linkBuilders,
   });
   const inbox = createInbox({ messages: models.InboundMessage, reservations, clock, log });

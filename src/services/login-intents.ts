@@ -35,7 +35,7 @@ export interface LoginIntentDeps {
   tokens: TokenService;
   audit: AuditTrail;
   clock: Clock;
-  settings: { ttlSeconds: number };
+  settings: { ttlSeconds: number; maxWrongCodesPerHour: number };
   linkBuilders: IntentLinkBuilder[];
 }
 
@@ -66,6 +66,29 @@ export function createLoginIntentService(deps: LoginIntentDeps) {
   function assertPending(intent: LoginIntent | null): asserts intent is LoginIntent {
     if (!intent || intent.status !== 'pending') throw new AppError('not_found', 'This sign-in request is unknown or already finished.');
     if (isExpired(intent)) throw new AppError('expired', 'This sign-in request has expired.');
+  }
+
+  /**
+   * Each code a chat sender presents takes one of `maxWrongCodesPerHour` slots of the current hour before it is looked
+   * up, and a code that matches gives its slot back: so only wrong codes count, and however many messages race (one
+   * webhook can carry dozens) no more than that many wrong codes are ever looked up. Slots are unique-key reservations.
+   */
+  const guessSlot = (claimant: Claimant, hour: number, slot: number) => `intent-guess:${claimant.channel}:${claimant.subject}:${hour}:${slot}`;
+  const currentHour = () => Math.floor(clock.now().getTime() / 3_600_000);
+
+  async function takeGuessSlot(claimant: Claimant): Promise<string> {
+    const hour = currentHour();
+    const refused = () => {
+      const retryAfter = Math.max(1, Math.ceil(((hour + 1) * 3_600_000 - clock.now().getTime()) / 1000));
+      return new AppError('rate_limited', 'Too many wrong sign-in codes from this account. Try again later.', { retryAfter });
+    };
+    // The usual case for a sender who used them all up: one point lookup instead of ten refused inserts.
+    if (await reservations.find(guessSlot(claimant, hour, settings.maxWrongCodesPerHour))) throw refused();
+    for (let slot = 1; slot <= settings.maxWrongCodesPerHour; slot++) {
+      const key = guessSlot(claimant, hour, slot);
+      if (await reservations.reserve(key, 7200)) return key;
+    }
+    throw refused();
   }
 
   async function assertClaimedBy(intentId: string, claimant: Claimant): Promise<void> {
@@ -166,9 +189,11 @@ export function createLoginIntentService(deps: LoginIntentDeps) {
      * can approve or reject it. Returns what the chat should show before asking for confirmation.
      */
     async claim(by: { code: string } | { startToken: string }, claimant: Claimant): Promise<IntentSummary> {
+      const slot = await takeGuessSlot(claimant);
       const filter = 'code' in by ? { codeHash: sha256(normalizeIntentCode(by.code)) } : { startTokenHash: sha256(by.startToken) };
       const intent = await intents.findOne(filter).lean<LoginIntent>();
       if (!intent) throw new AppError('not_found', 'That sign-in code is unknown or already used.');
+      await reservations.release(slot);
       assertPending(intent);
       const mine = { channel: claimant.channel, subject: claimant.subject };
       if (!(await reservations.reserve(`intent:${intent._id}:claim`, keepReservations, mine))) {

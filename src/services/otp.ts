@@ -77,16 +77,36 @@ export function createOtpService(deps: OtpDeps) {
   const newCode = (): string => randomInt(0, 10 ** settings.length).toString().padStart(settings.length, '0');
 
   /**
-   * The sender for a request. A channel asked for by name that exists but cannot reach this phone gives `reachable:
-   * false`: the request is answered as if sent, so whether a phone has, say, Telegram linked is not revealed.
+   * Which sender takes this code. `auto` tries, cheapest first: the Telegram bot when the phone's Telegram account is
+   * linked, the Telegram Gateway when it can reach the phone, WhatsApp when linked, then SMS. A sender that must ask
+   * its provider (`prepare`, the Gateway) is asked here, after the per-phone limits, because asking may cost money;
+   * under `auto` a provider that cannot reach the phone, or fails to answer, passes the turn to the next channel.
+   * A channel asked for by name that exists but cannot reach this phone gives `reachable: false`: the request is
+   * answered as if sent, so whether a phone has, say, Telegram is not revealed.
    */
-  function chooseSender(requested: RequestedChannel, phone: string, user: User | null): { sender: CodeSender; reachable: boolean } {
+  async function chooseSender(
+    requested: RequestedChannel,
+    phone: string,
+    user: User | null,
+    sendsNothing = false,
+  ): Promise<{ sender: CodeSender; reachable: boolean }> {
     const order = requested === 'auto' ? AUTO_ORDER : [requested];
     for (const channel of order) {
       const sender = senders[channel];
-      // "auto" only uses a chat channel the person is already known on.
-      const known = requested !== 'auto' || channel === 'sms' || (channel === 'telegram' ? !!user?.telegram?.id : !!user?.whatsapp?.waId);
-      if (sender && known && sender.canReach({ phone, user })) return { sender, reachable: true };
+      // "auto" only uses a chat channel the person is already known on, unless its sender can find out itself.
+      const known =
+        requested !== 'auto' || channel === 'sms' || !!sender?.prepare || (channel === 'telegram' ? !!user?.telegram?.id : !!user?.whatsapp?.waId);
+      if (sender && known && sender.canReach({ phone, user })) {
+        // A test number's code is never sent: nothing to ask a provider.
+        if (!sender.prepare || sendsNothing) return { sender, reachable: true };
+        try {
+          const ready = await sender.prepare({ phone, user });
+          if (ready) return { sender: ready, reachable: true };
+        } catch (error) {
+          log.warn({ phone: maskPhone(phone), channel, reason: scrubExternalText(String(error instanceof Error ? error.message : error)) }, 'otp sender could not check the phone');
+          if (requested !== 'auto') throw new AppError('delivery_failed', 'We could not deliver the code. Try again in a moment.', { channel });
+        }
+      }
       if (sender && requested !== 'auto') return { sender, reachable: false };
     }
     throw new AppError('channel_unavailable', `We cannot send a code to this phone over ${requested}.`, { channel: requested });
@@ -257,7 +277,7 @@ export function createOtpService(deps: OtpDeps) {
       throw failureBudgetSpent();
     }
     const sendSeq = nextSendSeq(state, ipKey, now);
-    const chosen = input.via ? { sender: input.via, reachable: true } : chooseSender(input.channel, phone, user);
+    const chosen = input.via ? { sender: input.via, reachable: true } : await chooseSender(input.channel, phone, user, !!fixedCode);
     const { sender } = chosen;
     // A blocked user's phone costs nothing and is told nothing: the answer is the one any number gets.
     const skipped = user?.status === 'blocked' ? 'blocked_user' : chosen.reachable ? undefined : 'unreachable';

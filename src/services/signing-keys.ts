@@ -13,7 +13,13 @@ export interface SigningKeys {
   publicJwks: { keys: JWK[] };
 }
 
-const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
+// What is published of each key type: its public members only, copied by name. An allow-list, so a key type or member
+// we do not know (ML-DSA's "priv", say) can never be published by accident; other key types are refused at start.
+const PUBLIC_MEMBERS: Record<string, readonly string[]> = {
+  EC: ['crv', 'x', 'y'],
+  RSA: ['n', 'e'],
+  OKP: ['crv', 'x'],
+};
 
 /** Imports a JWKS of private keys: the first one signs, all of them are published (for rotation). */
 export async function importSigningKeys(jwksJson: string, defaultAlg: SigningAlg): Promise<SigningKeys> {
@@ -28,12 +34,19 @@ export async function importSigningKeys(jwksJson: string, defaultAlg: SigningAlg
   const published: JWK[] = [];
   for (const [index, jwk] of keys.entries()) {
     if (jwk.kty === 'oct') throw new Error(`JWT_PRIVATE_JWKS: key ${index} is symmetric; only asymmetric keys can be published`);
+    const members = PUBLIC_MEMBERS[jwk.kty ?? ''];
+    if (!members) {
+      throw new Error(`JWT_PRIVATE_JWKS: key ${index} has key type "${String(jwk.kty)}"; only ${Object.keys(PUBLIC_MEMBERS).join(', ')} are supported`);
+    }
     const alg = jwk.alg ?? (index === 0 ? defaultAlg : undefined);
     if (!alg) throw new Error(`JWT_PRIVATE_JWKS: key ${index} needs an "alg"`);
     const kid = jwk.kid ?? (await calculateJwkThumbprint(jwk));
-    const pub: JWK = { ...jwk, alg, kid, use: 'sig' };
-    for (const member of PRIVATE_MEMBERS) delete pub[member];
-    delete pub.key_ops;
+    const pub: JWK = { kty: jwk.kty, alg, kid, use: 'sig' };
+    for (const member of members) {
+      const value = (jwk as Record<string, unknown>)[member];
+      if (typeof value !== 'string') throw new Error(`JWT_PRIVATE_JWKS: key ${index} lacks its public member "${member}"`);
+      (pub as Record<string, unknown>)[member] = value;
+    }
     published.push(pub);
   }
   const signing = keys[0]!;

@@ -31,7 +31,10 @@ export async function startStubServer(): Promise<StubServer> {
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', async () => {
+    // An 'end' listener's returned promise is ignored by the emitter: a failing handler answers 500 instead of
+    // becoming an unhandled rejection.
+    req.on('end', () => void answerRequest().catch((error: unknown) => res.writeHead(500).end(String(error))));
+    const answerRequest = async () => {
       const body = Buffer.concat(chunks).toString('utf8');
       let json: unknown;
       try {
@@ -47,7 +50,7 @@ export async function startStubServer(): Promise<StubServer> {
       const payload = typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body ?? {});
       res.writeHead(answer.status ?? 200, { 'content-type': typeof answer.body === 'string' ? 'text/plain' : 'application/json' });
       res.end(payload);
-    });
+    };
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;

@@ -43,6 +43,8 @@ export function whatsappChannel(config: Config): ChatChannel | undefined {
         appSecret: config.WHATSAPP_APP_SECRET!,
         phoneNumberId: config.WHATSAPP_PHONE_NUMBER_ID!,
         inbox: services.inbox,
+        maxBadSignaturesPerMinute: config.WHATSAPP_MAX_BAD_SIGNATURES_PER_MINUTE,
+        clock,
       });
       app.log.info({ templateCodes: !!config.WHATSAPP_OTP_TEMPLATE, links: !!config.WHATSAPP_DISPLAY_NUMBER }, 'WhatsApp is on: POST /webhooks/whatsapp');
     },

@@ -3,10 +3,12 @@ import type { Clock } from '../../src/clock.js';
 import type { WhatsAppAddress, WhatsAppClient } from '../../src/delivery/whatsapp.js';
 import type { CodeSender } from '../../src/delivery/types.js';
 import { AppError, DeliveryError } from '../../src/errors.js';
+import { scrubExternalText } from '../../src/logger.js';
 import type { HandlingOutcome } from '../../src/services/inbox.js';
 import type { Services } from '../../src/services/index.js';
 import type { Claimant, IntentSummary } from '../../src/services/login-intents.js';
 import { normalizeIntentCode } from '../../src/services/login-intents.js';
+import { whatsappIdToE164 } from '../../src/phone.js';
 import type { StoredWhatsAppMessage } from './payload.js';
 
 export interface WhatsAppConversationDeps {
@@ -20,6 +22,8 @@ export interface WhatsAppConversationDeps {
 
 interface Sender {
   waId: string | undefined;
+  /** The E.164 number behind waId; undefined when WhatsApp shows no number or one we cannot read. */
+  phone: string | undefined;
   userId: string | undefined;
   address: WhatsAppAddress;
   claimant: Claimant;
@@ -41,7 +45,7 @@ export function createWhatsAppConversation(deps: WhatsAppConversationDeps) {
       await client.sendText(to, body);
     } catch (error) {
       if (!(error instanceof DeliveryError)) throw error;
-      log.warn({ provider: error.provider, reason: error.message, graph: error.providerDetail }, 'whatsapp reply failed');
+      log.warn({ provider: error.provider, reason: scrubExternalText(error.message), graph: error.providerDetail }, 'whatsapp reply failed');
     }
   }
 
@@ -49,11 +53,12 @@ export function createWhatsAppConversation(deps: WhatsAppConversationDeps) {
     const waId = message.from ?? contact?.wa_id;
     const userId = message.from_user_id ?? contact?.user_id;
     if (!waId && !userId) return undefined;
+    const phone = waId ? whatsappIdToE164(waId) : undefined;
     // The user id is stable whether or not the phone shows, so it names the claimant when Meta sends it.
-    const claimant: Claimant = { channel: 'whatsapp', subject: userId ? `user:${userId}` : `+${waId}` };
-    // Meta asks for replies to go to the phone when there is one.
+    const claimant: Claimant = { channel: 'whatsapp', subject: userId ? `user:${userId}` : (phone ?? `+${waId}`) };
+    // Meta asks for replies to go to the phone when there is one, as it reported it.
     const address: WhatsAppAddress = waId ? { phone: `+${waId}` } : { userId: userId! };
-    return { waId, userId, address, claimant };
+    return { waId, phone, userId, address, claimant };
   }
 
   async function login(sender: Sender, code: string): Promise<HandlingOutcome> {
@@ -62,7 +67,7 @@ export function createWhatsAppConversation(deps: WhatsAppConversationDeps) {
       summary = await services.loginIntents.claim({ code }, sender.claimant);
     } catch (error) {
       if (!(error instanceof AppError)) throw error;
-      await notify(sender.address, refusal(error.code));
+      await notify(sender.address, refusal(error.code, error.details.retryAfter));
       return { status: 'handled', outcome: `login_refused:${error.code}` };
     }
     if (!settings.requireConfirm) return decide(sender, 'confirm', summary.intentId);
@@ -77,7 +82,7 @@ export function createWhatsAppConversation(deps: WhatsAppConversationDeps) {
   async function decide(sender: Sender, decision: 'confirm' | 'cancel', intentId: string): Promise<HandlingOutcome> {
     try {
       if (decision === 'confirm') {
-        const user = await services.identities.resolveByWhatsApp({ waId: sender.waId, userId: sender.userId });
+        const user = await services.identities.resolveByWhatsApp({ waId: sender.waId, phone: sender.phone, userId: sender.userId });
         await services.loginIntents.approve(intentId, sender.claimant, user);
         await notify(sender.address, say('approved'));
         return { status: 'handled', outcome: 'login_approved' };
@@ -97,8 +102,12 @@ export function createWhatsAppConversation(deps: WhatsAppConversationDeps) {
       await notify(sender.address, say('otpNeedsVisiblePhone'));
       return { status: 'handled', outcome: 'otp_refused:no_phone' };
     }
-    const phone = `+${sender.waId}`;
-    await services.identities.resolveByWhatsApp({ waId: sender.waId, userId: sender.userId });
+    const phone = sender.phone;
+    if (!phone) {
+      await notify(sender.address, say('unreadableNumber'));
+      return { status: 'handled', outcome: 'otp_refused:unreadable_number' };
+    }
+    await services.identities.resolveByWhatsApp({ waId: sender.waId, phone, userId: sender.userId });
     // Asked for in the chat, so the code is a reply in the conversation, not a template.
     const inConversation: CodeSender = {
       channel: 'whatsapp',
@@ -125,6 +134,11 @@ export function createWhatsAppConversation(deps: WhatsAppConversationDeps) {
     const { message } = stored;
     const sender = senderOf(stored);
     if (!sender) return { status: 'ignored', outcome: 'no_sender' };
+    // A number we cannot read would become a user of its own: say so rather than sign anyone in under it.
+    if (sender.waId && !sender.phone && !sender.userId) {
+      await notify(sender.address, say('unreadableNumber'));
+      return { status: 'handled', outcome: 'unreadable_number' };
+    }
 
     // A message that arrives late (Meta retried it for a while) must not complete a login made long ago.
     const ageSeconds = clock.now().getTime() / 1000 - Number(message.timestamp);

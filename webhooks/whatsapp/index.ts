@@ -1,28 +1,68 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { errorResponses } from '../../src/api-docs/schemas.js';
 import { AppError } from '../../src/errors.js';
+import { bodyDocumentedOnly } from '../../src/http/input.js';
 import type { Inbox } from '../../src/services/inbox.js';
 import { inboundMessage, senderContact, webhookEnvelope, type SenderContact } from './payload.js';
 import { secretsMatch } from '../../src/secrets.js';
-import { isValidSignature } from './signature.js';
+import { createFailureCounter, isValidSignature, SIGNATURE_HEADER } from './signature.js';
+import type { Clock } from '../../src/clock.js';
 
 export interface WhatsAppWebhookOptions {
   verifyToken: string;
   appSecret: string;
   phoneNumberId: string;
   inbox: Inbox;
+  maxBadSignaturesPerMinute: number;
+  clock: Clock;
 }
 
 // Meta sends up to 3 MB per request and batches many messages; the rest of the server keeps its small limit.
 const WEBHOOK_BODY_LIMIT = 4 * 1024 * 1024;
 
 /** GET /webhooks/whatsapp (verification handshake) and POST /webhooks/whatsapp (signed event notifications). */
-export const whatsappWebhook: FastifyPluginAsync<WhatsAppWebhookOptions> = async (app, options) => {
+const handshakeRoute = {
+  schema: {
+    tags: ['webhooks'],
+    summary: 'WhatsApp: the verification handshake (called by Meta)',
+    querystring: z.looseObject({
+      'hub.mode': z.string().optional().meta({ examples: ['subscribe'] }),
+      'hub.verify_token': z.string().optional(),
+      'hub.challenge': z.string().optional(),
+    }),
+    response: {
+      200: { description: 'The hub.challenge, echoed', content: { 'text/plain': { schema: z.string() } } },
+      ...errorResponses('forbidden', 'invalid_request'),
+    },
+  },
+};
+
+const notificationRoute = {
+  bodyLimit: WEBHOOK_BODY_LIMIT,
+  config: { rateLimit: false as const },
+  // The body's shape is documented, not validated here: the signature is checked on the raw bytes first.
+  validatorCompiler: bodyDocumentedOnly,
+  schema: {
+    tags: ['webhooks'],
+    summary: 'WhatsApp: event notifications (called by Meta, signed with X-Hub-Signature-256)',
+    headers: z.looseObject({ 'x-hub-signature-256': z.string().optional().describe('sha256=<HMAC-SHA256 of the raw body under the app secret>') }),
+    body: webhookEnvelope,
+    response: {
+      200: z.object({ received: z.number().int().describe('Messages stored for handling') }),
+      ...errorResponses('invalid_signature', 'payload_too_large', 'unsupported_media_type', 'service_unavailable'),
+    },
+  },
+};
+
+export const whatsappWebhook: FastifyPluginAsyncZod<WhatsAppWebhookOptions> = async (app, options) => {
   // The signature covers the bytes as sent, so this route keeps them: no JSON parsing before the check.
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: WEBHOOK_BODY_LIMIT }, (_request, body, done) => done(null, body));
 
-  app.get('/webhooks/whatsapp', async (request, reply) => {
-    const query = request.query as Record<string, unknown>;
+  app.get('/webhooks/whatsapp', handshakeRoute, async (request, reply) => {
+    const query = request.query;
     const mode = query['hub.mode'];
     const token = query['hub.verify_token'];
     const challenge = query['hub.challenge'];
@@ -35,9 +75,25 @@ export const whatsappWebhook: FastifyPluginAsync<WhatsAppWebhookOptions> = async
     return reply.type('text/plain; charset=utf-8').send(challenge);
   });
 
-  app.post('/webhooks/whatsapp', { bodyLimit: WEBHOOK_BODY_LIMIT, config: { rateLimit: false } }, async (request, reply) => {
+  const badSignatures = createFailureCounter(options.maxBadSignaturesPerMinute, 60, options.clock);
+  // Before the body is read: a stranger's 4 MB is neither buffered nor hashed when it cannot be signed, and an IP that
+  // keeps sending bad signatures is turned away for the rest of the minute.
+  const refuseUnsignedEarly = async (request: FastifyRequest) => {
+    const waitSeconds = badSignatures.blockedFor(request.ip);
+    if (waitSeconds > 0) {
+      throw new AppError('rate_limited', `Too many bad signatures. Try again in ${waitSeconds} seconds.`, { retryAfter: waitSeconds });
+    }
+    const header = request.headers['x-hub-signature-256'];
+    if (typeof header !== 'string' || !SIGNATURE_HEADER.test(header)) {
+      badSignatures.record(request.ip);
+      throw new AppError('invalid_signature', 'The X-Hub-Signature-256 header is missing or malformed.');
+    }
+  };
+
+  app.post('/webhooks/whatsapp', { ...notificationRoute, onRequest: refuseUnsignedEarly }, async (request, reply) => {
     const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     if (!isValidSignature(raw, request.headers['x-hub-signature-256'] as string | undefined, options.appSecret)) {
+      badSignatures.record(request.ip);
       throw new AppError('invalid_signature', 'The X-Hub-Signature-256 header does not match the body.');
     }
 

@@ -1,0 +1,53 @@
+import swagger from '@fastify/swagger';
+import apiReference from '@scalar/fastify-api-reference';
+import type { FastifyInstance } from 'fastify';
+import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
+
+const description = `Chat-bot-first sign-in: a phone code over SMS, WhatsApp or Telegram, or a login intent that a chat confirms.
+Tokens are JWTs; verify them against \`/.well-known/jwks.json\`.
+
+Every error is \`{ "error": "<code>", "message": "<sentence>" }\`, sometimes with more fields (\`issues\`, \`retryAfter\`, ...).
+Branch on \`error\`, never on \`message\`.`;
+
+/**
+ * Collects the routes' zod schemas into an OpenAPI 3.1 document. Registered before any route: the swagger plugin
+ * learns routes as they are added.
+ */
+export async function registerApiDescription(app: FastifyInstance): Promise<void> {
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Chatgate', version: '0.1.0', description },
+      tags: [
+        { name: 'otp', description: 'Sign in with a code sent to a phone' },
+        { name: 'tokens', description: 'Refresh, sign out, who am I' },
+        { name: 'login-intents', description: 'Sign in on the web by confirming in a chat' },
+        { name: 'telegram', description: 'The Telegram Login Widget' },
+        { name: 'meta', description: 'Keys, health and readiness' },
+        { name: 'webhooks', description: 'Called by WhatsApp (Meta) and Telegram, not by clients' },
+      ],
+      components: {
+        securitySchemes: {
+          bearerAuth: { type: 'http', scheme: 'bearer', description: 'An access token; on the intent poll, the poll token' },
+        },
+      },
+    },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
+  });
+}
+
+/** GET /openapi.json and the reference page at /docs, both served from this process (no CDN). */
+export async function registerApiDocsRoutes(app: FastifyInstance): Promise<void> {
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  await app.register(apiReference, {
+    routePrefix: '/docs',
+    configuration: {
+      url: '/openapi.json',
+      pageTitle: 'Chatgate API',
+      // Fonts would come from Scalar's servers; the system fonts keep the page self-contained.
+      withDefaultFonts: false,
+      hideClientButton: true,
+    },
+  });
+}
