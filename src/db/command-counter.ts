@@ -36,11 +36,13 @@ const HOUSEKEEPING = new Set(['hello', 'ismaster', 'isMaster', 'ping', 'saslStar
 
 /**
  * Counts database round trips through the driver's command monitoring. The connection must be opened with
- * `monitorCommands: true` (connectDatabase does). Counts everything on the connection, so measure one piece of work
- * at a time.
+ * `monitorCommands: true` (`connectDatabase(uri, { monitorCommands: true })`; off by default). Counts everything on
+ * the connection, so measure one piece of work at a time, or divide a whole run's commands by its requests.
  */
 export function createCommandCounter(connection: Connection): CommandCounter {
   const client = connection.getClient();
+  // Without it the driver sends no events and every count would be a silent zero.
+  if (!client.options.monitorCommands) throw new Error('createCommandCounter needs a connection opened with monitorCommands: true');
   let recording: { commands: CountedCommand[]; inFlight: Set<number>; wave: number; ignore: Set<string> } | undefined;
 
   const onStarted = (event: StartedEvent) => {

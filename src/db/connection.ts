@@ -35,13 +35,17 @@ export interface Database {
 
 const NOT_IMPLEMENTED = 238;
 
-export async function connectDatabase(uri: string, options: { dbName?: string | undefined } = {}): Promise<Database> {
+export async function connectDatabase(
+  uri: string,
+  options: { dbName?: string | undefined; monitorCommands?: boolean | undefined } = {},
+): Promise<Database> {
   const connection = mongoose.createConnection(uri, {
     autoIndex: false,
     autoCreate: true,
     serverSelectionTimeoutMS: 10_000,
-    // Lets src/db/command-counter.ts count round trips (tests, benchmarks); events without listeners cost nothing.
-    monitorCommands: true,
+    // Lets src/db/command-counter.ts count round trips (tests, benchmarks); off otherwise, as every command then
+    // builds its monitoring events.
+    monitorCommands: options.monitorCommands ?? false,
     ...(options.dbName ? { dbName: options.dbName } : {}),
   });
   await connection.asPromise();
