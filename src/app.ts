@@ -135,6 +135,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ...shared?.options,
     global: true,
     max: config.RATE_LIMIT_MAX,
+    // RATE_LIMIT_ENABLED=false (benchmarks): every request passes; the per-phone limits and budgets still apply.
+    ...(config.RATE_LIMIT_ENABLED ? {} : { allowList: () => true }),
     timeWindow: windowMs,
     onExceeded: (request) => {
       ipLimited.add(request);
@@ -188,6 +190,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Retries chat messages whose handling failed or was cut short by a restart.
     services.inbox.startSweeping(config.INBOX_SWEEP_SECONDS * 1000);
   }
+  // Every instance sweeps spent data (FerretDB has no TTL indexes); deletes by date are safe to repeat.
+  services.cleanup.start(config.CLEANUP_INTERVAL_SECONDS * 1000);
   app.addHook('onClose', () => services.inbox.stop());
+  app.addHook('onClose', () => services.cleanup.stop());
+  // After the requests in flight (waitForHandlersOnClose): the audit events they recorded are written before the end.
+  app.addHook('onClose', () => services.audit.close());
   return app;
 }

@@ -70,6 +70,8 @@ export const configSchema = z.object({
 
   TRUST_PROXY: trustProxy.default(false),
   BODY_LIMIT_BYTES: int(1024, 10 * 1024 * 1024).default(64 * 1024),
+  // false turns the per-IP limiter off, for benchmarks only (refused in production).
+  RATE_LIMIT_ENABLED: bool.default(true),
   RATE_LIMIT_MAX: int(1, 1_000_000).default(300),
   RATE_LIMIT_WINDOW_SECONDS: int(1, 86_400).default(60),
   OTP_RATE_LIMIT_MAX: int(1, 1_000_000).default(20),
@@ -81,6 +83,9 @@ export const configSchema = z.object({
   // The admin API (/admin/*): off unless this bearer token is set; on ADMIN_PORT (127.0.0.1 only) when that is set.
   ADMIN_API_TOKEN: z.string().min(32, 'must be at least 32 characters').optional(),
   ADMIN_PORT: int(1, 65535).optional(),
+  // Spent data is deleted by a sweep in every instance (FerretDB has no TTL indexes); audit events after this many days.
+  CLEANUP_INTERVAL_SECONDS: int(10, 86_400).default(300),
+  AUDIT_RETENTION_DAYS: int(1, 36_500).default(90),
 
   DEFAULT_COUNTRY: z
     .string()
@@ -333,6 +338,7 @@ function productionProblems(config: Config, given: Record<string, string | undef
   if (!config.SMS_PROVIDER) problems.push('SMS_PROVIDER: required in production (twilio or http)');
   if (config.SMS_PROVIDER === 'console') problems.push('SMS_PROVIDER: "console" prints codes to the log and is refused in production');
   if (config.OTP_TEST_NUMBERS) problems.push('OTP_TEST_NUMBERS: fixed codes are refused in production');
+  if (!config.RATE_LIMIT_ENABLED) problems.push('RATE_LIMIT_ENABLED: false (no per-IP limits) is for benchmarks and refused in production');
   if (config.CORS_ORIGINS.includes('*')) problems.push('CORS_ORIGINS: "*" (any origin) is refused in production; list the exact origins');
   if (!config.OTP_ALLOWED_COUNTRIES) {
     problems.push('OTP_ALLOWED_COUNTRIES: required in production (e.g. IN,GB; or * to accept every country knowingly)');

@@ -55,7 +55,7 @@ async function main(): Promise<void> {
   });
   started.push({ name: 'database connection', stop: () => database.close() });
   if (database.skippedIndexes.length > 0) {
-    log.warn({ indexes: database.skippedIndexes }, 'the database engine has no TTL indexes: expired records are refused by their expiry checks but stay stored');
+    log.warn({ indexes: database.skippedIndexes }, 'the database engine has no TTL indexes: expired records are refused by their expiry checks and deleted by the cleanup sweep');
   }
 
   let jwks = config.JWT_PRIVATE_JWKS;

@@ -3,6 +3,7 @@ import { auditEventSchema, type AuditEvent } from '../../models/audit-event.js';
 import { challengeSchema, type Challenge } from '../../models/challenge.js';
 import { inboundMessageSchema, type InboundMessage } from '../../models/inbound-message.js';
 import { loginIntentSchema, type LoginIntent } from '../../models/login-intent.js';
+import { otpPhoneSchema, type OtpPhone } from '../../models/otp-phone.js';
 import { refreshTokenSchema, type RefreshToken } from '../../models/refresh-token.js';
 import { reservationSchema, type Reservation } from '../../models/reservation.js';
 import { sessionSchema, type Session } from '../../models/session.js';
@@ -12,6 +13,7 @@ export function registerModels(connection: Connection) {
   return {
     User: connection.model<User>('User', userSchema),
     Challenge: connection.model<Challenge>('Challenge', challengeSchema),
+    OtpPhone: connection.model<OtpPhone>('OtpPhone', otpPhoneSchema),
     Reservation: connection.model<Reservation>('Reservation', reservationSchema),
     Session: connection.model<Session>('Session', sessionSchema),
     RefreshToken: connection.model<RefreshToken>('RefreshToken', refreshTokenSchema),
@@ -39,6 +41,8 @@ export interface ConnectOptions {
   serverSelectionTimeoutMS?: number | undefined;
   /** How long start-up keeps trying to reach the database before giving up. */
   startupTimeoutMS?: number | undefined;
+  /** Lets src/db/command-counter.ts count round trips (tests, benchmarks); off otherwise, as every command then builds its monitoring events. */
+  monitorCommands?: boolean | undefined;
 }
 
 /**
@@ -63,6 +67,7 @@ export async function connectDatabase(uri: string, options: ConnectOptions = {})
       autoIndex: false,
       autoCreate: true,
       ...authStateConnectionOptions(options.serverSelectionTimeoutMS ?? 3000),
+      monitorCommands: options.monitorCommands ?? false,
       ...(options.dbName ? { dbName: options.dbName } : {}),
     });
     try {
