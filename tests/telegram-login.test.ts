@@ -104,6 +104,8 @@ describe('Log in with Telegram', () => {
     const byTelegram = callback.json() as TokenPair;
     expect(byTelegram.user.id).toBe(bySms.user.id);
     expect(byTelegram.user).toMatchObject({ phone: e164(account), telegram: { id: account.id } });
+    // The audit trail writes in batches (a few ms behind): flush before reading it.
+    await app.services.audit.flush();
     const linked = await database.connection.collection('audit_events').findOne({ type: 'identity.linked', userId: (await users.findOne({ phone: e164(account) }))!._id });
     expect(linked).toMatchObject({ channel: 'telegram', detail: { outcome: 'merged', via: 'telegram_login', retiredUserId: expect.any(String) } });
   });

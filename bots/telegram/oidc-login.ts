@@ -9,7 +9,7 @@ import { parseInput } from '../../src/http/input.js';
 import type { Reservations } from '../../src/services/reservations.js';
 import type { TelegramLoginService } from '../../src/services/telegram-login.js';
 import type { AuthorizationChecks, TelegramOidcClient } from './oidc-client.js';
-import { telegramConfirmPage, telegramLoginPage, telegramLoginTexts } from './oidc-pages.js';
+import { telegramConfirmPage, telegramLoginPage, telegramLoginTexts, telegramPageCsp } from './oidc-pages.js';
 
 export interface TelegramOidcLoginOptions {
   client: TelegramOidcClient;
@@ -140,7 +140,7 @@ export const telegramOidcLogin: FastifyPluginAsync<TelegramOidcLoginOptions> = a
     if (returnTo) return reply.redirect(returnUrl(returnTo, publicUrl, { telegram_login: 'error', telegram_error: error.code }), 303);
     if (wantsHtml(request)) {
       const text = telegramLoginTexts.errors[error.code] ?? telegramLoginTexts.fallbackError;
-      return reply.code(error.status).type('text/html; charset=utf-8').send(telegramLoginPage(text, { retryUrl: loginUrl }));
+      return reply.code(error.status).type('text/html; charset=utf-8').header('content-security-policy', telegramPageCsp).send(telegramLoginPage(text, { retryUrl: loginUrl }));
     }
     return sendError(reply, error);
   }
@@ -218,13 +218,13 @@ export const telegramOidcLogin: FastifyPluginAsync<TelegramOidcLoginOptions> = a
         if (wantsHtml(request)) {
           const time = result.summary.createdAt.toISOString().slice(11, 16);
           const action = `${COOKIE_PATH}/confirm`;
-          return reply.type('text/html; charset=utf-8').send(telegramConfirmPage({ service: options.serviceName, device, ip, time, confirmToken, action }));
+          return reply.type('text/html; charset=utf-8').header('content-security-policy', telegramPageCsp).send(telegramConfirmPage({ service: options.serviceName, device, ip, time, confirmToken, action }));
         }
         return reply.send({ status: 'confirmation_required', confirmToken, device, ip, createdAt: result.summary.createdAt });
       }
       if (result.kind === 'intent_approved') {
         if (flow.returnTo) return reply.redirect(returnUrl(flow.returnTo, publicUrl, { telegram_login: 'approved' }), 303);
-        if (wantsHtml(request)) return reply.type('text/html; charset=utf-8').send(telegramLoginPage(telegramLoginTexts.signedIn));
+        if (wantsHtml(request)) return reply.type('text/html; charset=utf-8').header('content-security-policy', telegramPageCsp).send(telegramLoginPage(telegramLoginTexts.signedIn));
         return reply.send({ status: 'approved' });
       }
       const { tokens } = result;
@@ -276,7 +276,7 @@ export const telegramOidcLogin: FastifyPluginAsync<TelegramOidcLoginOptions> = a
     const outcome = decision === 'confirm' ? 'approved' : 'rejected';
     if (pending.returnTo) return reply.redirect(returnUrl(pending.returnTo, publicUrl, { telegram_login: outcome }), 303);
     if (wantsHtml(request)) {
-      return reply.type('text/html; charset=utf-8').send(telegramLoginPage(decision === 'confirm' ? telegramLoginTexts.signedIn : telegramLoginTexts.cancelled));
+      return reply.type('text/html; charset=utf-8').header('content-security-policy', telegramPageCsp).send(telegramLoginPage(decision === 'confirm' ? telegramLoginTexts.signedIn : telegramLoginTexts.cancelled));
     }
     return reply.send({ status: outcome });
   });

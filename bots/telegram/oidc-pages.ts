@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { ErrorCode } from '../../src/errors.js';
 
 // What a person reads at the end of "Log in with Telegram" when no return_to page takes over.
@@ -25,11 +26,26 @@ export const telegramLoginTexts = {
 const escapeHtml = (text: string): string =>
   text.replace(/[&<>"']/g, (char) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[char]!);
 
+const style =
+  'body{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:15vh auto;padding:0 1rem;color:#1f2328}h1{font-size:1.25rem}a{color:#2481cc}button{font:inherit;padding:.5rem 1.25rem;margin-right:.5rem;border-radius:.5rem;border:1px solid #2481cc;background:#fff;color:#2481cc}button[value=confirm]{background:#2481cc;color:#fff}';
+
+/**
+ * The CSP of these pages: the gateway's default (form-action 'none', no styles) would block the confirmation form in
+ * a browser. Only this one inline stylesheet (by its hash) and forms posting back to the gateway are allowed.
+ */
+export const telegramPageCsp = [
+  "default-src 'none'",
+  `style-src 'sha256-${createHash('sha256').update(style).digest('base64')}'`,
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+  "base-uri 'none'",
+].join('; ');
+
 function page(title: string, content: string): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escapeHtml(title)}</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:15vh auto;padding:0 1rem;color:#1f2328}h1{font-size:1.25rem}a{color:#2481cc}button{font:inherit;padding:.5rem 1.25rem;margin-right:.5rem;border-radius:.5rem;border:1px solid #2481cc;background:#fff;color:#2481cc}button[value=confirm]{background:#2481cc;color:#fff}</style>
+<style>${style}</style>
 </head><body><main><h1>${escapeHtml(title)}</h1>${content}</main></body></html>`;
 }
 

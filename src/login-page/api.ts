@@ -33,6 +33,10 @@ export interface PageApiOptions {
   smsIn?: (language: PageLanguage) => CodeSender | undefined;
   /** Runs before every call: the OIDC page checks that its interaction still exists. */
   guard?: (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
+  /** "Log in with Telegram" (TELEGRAM_OIDC_CLIENT_ID/SECRET) is configured: intents may be completed through it. */
+  telegramLogin?: boolean;
+  /** The page this API belongs to: where "Log in with Telegram" brings the browser back. */
+  pagePath?: (request: FastifyRequest) => string;
 }
 
 const requestBody = z.strictObject({
@@ -44,7 +48,8 @@ const requestBody = z.strictObject({
   language: z.enum(pageLanguages).optional(),
 });
 const verifyBody = z.strictObject({ challengeId: z.string().min(1).max(64), code: z.string().min(1).max(32) });
-const intentBody = z.strictObject({ chat: z.enum(['whatsapp', 'telegram']) });
+// telegram_login: the intent is completed by Telegram's OpenID Connect login in this same browser, not in a chat.
+const intentBody = z.strictObject({ chat: z.enum(['whatsapp', 'telegram', 'telegram_login']), language: z.enum(pageLanguages).optional() });
 const intentParams = z.object({ intentId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'is not an intent id') });
 
 export async function registerPageApi(app: FastifyInstance, options: PageApiOptions): Promise<void> {
@@ -70,7 +75,15 @@ export async function registerPageApi(app: FastifyInstance, options: PageApiOpti
 
   app.post(`${prefix}/intents`, { config: { rateLimit } }, async (request, reply) => {
     await guard(request, reply);
-    const { chat } = parseInput(intentBody, request.body);
+    const { chat, language } = parseInput(intentBody, request.body);
+    if (chat === 'telegram_login') {
+      if (!options.telegramLogin || !options.pagePath) throw new AppError('channel_unavailable', 'Log in with Telegram is not set up here.', { channel: 'telegram' });
+      const intent = await services.loginIntents.create({ ip: request.ip, userAgent: request.headers['user-agent'] });
+      // Back to this page (in its language) with the outcome in the query; the page then polls the intent.
+      const returnTo = `${options.pagePath(request)}${language ? `?lang=${language}` : ''}`;
+      const link = `/auth/telegram/login?${new URLSearchParams({ intent: intent.startToken, return_to: returnTo }).toString()}`;
+      return reply.code(201).send({ intentId: intent.intentId, pollToken: intent.pollToken, expiresIn: intent.expiresIn, link });
+    }
     const intent = await services.loginIntents.create({ ip: request.ip, userAgent: request.headers['user-agent'] });
     const link = intent.links[chat];
     if (!link) throw new AppError('channel_unavailable', `Signing in through ${chat} is not set up here.`, { channel: chat });

@@ -90,6 +90,8 @@ export interface LoginViewOptions {
   codeChannels: readonly string[];
   /** The chats people can sign in through by confirming a login intent. */
   chatChannels: readonly ('whatsapp' | 'telegram')[];
+  /** "Log in with Telegram" (Telegram's OpenID Connect login) is configured. */
+  telegramLogin?: boolean;
 }
 
 export function renderLoginBody(options: LoginViewOptions, product: string): string {
@@ -106,7 +108,11 @@ export function renderLoginBody(options: LoginViewOptions, product: string): str
       ? `<label for="cg-channel">${text('send_via')}</label>
 <select id="cg-channel" name="channel">${options.codeChannels.map((channel) => `<option value="${channel}">${text(viaLabel[channel] ?? 'via_sms')}</option>`).join('')}</select>`
       : '';
-  const chatButtons = options.chatChannels
+  // Telegram's own web login first: two clicks, no code and no chat.
+  const telegramLogin = options.telegramLogin
+    ? `<button type="button" class="chat chat-telegram-login" id="cg-telegram-login">${text('log_in_telegram')}</button>`
+    : '';
+  const chatButtons = telegramLogin + options.chatChannels
     .map((chat) => `<button type="button" class="chat chat-${chat}" data-chat="${chat}">${text(chat === 'whatsapp' ? 'continue_whatsapp' : 'continue_telegram')}</button>`)
     .join('');
   return `<h1 id="cg-title" tabindex="-1">${escapeHtml(heading)}</h1>

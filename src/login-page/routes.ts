@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { decodeJwt } from 'jose';
-import { configSchema, type Config } from '../config.js';
+import { configSchema, telegramOidcEnabled, type Config } from '../config.js';
 import type { CodeSender } from '../delivery/types.js';
 import type { Services } from '../services/index.js';
 import { registerPageApi } from './api.js';
@@ -98,6 +98,7 @@ export function loginViewOptions(
     defaultCountry: startingCountry(config, acceptLanguage),
     codeChannels: options.codeChannels,
     chatChannels: options.chatChannels,
+    telegramLogin: telegramOidcEnabled(config),
   };
 }
 
@@ -138,6 +139,8 @@ export async function loginPageRoutes(app: FastifyInstance, options: LoginPageOp
     testNumbers: config.OTP_TEST_NUMBERS,
     rateLimit: options.rateLimit,
     smsIn: options.smsIn,
+    telegramLogin: telegramOidcEnabled(config),
+    pagePath: () => '/login',
     async complete(request, _reply, user, channel) {
       const issued = await services.tokens.issueForLogin(user, channel, { ip: request.ip });
       return { signedIn: { user: issued.user, claims: decodeJwt(issued.accessToken), refreshToken: issued.refreshToken } };

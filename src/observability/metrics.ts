@@ -39,6 +39,13 @@ export function createMetrics() {
   const usersBlocked = labelled('chatgate_users_blocked_total', 'Users blocked by an operator', []);
   const accountsDeleted = labelled('chatgate_accounts_deleted_total', 'Accounts deleted by their owner', []);
   const phoneChanges = labelled('chatgate_phone_changes_total', 'Changes of phone number, by outcome (changed, refused)', ['outcome']);
+  // The OpenID Provider (issue 9). `client` is a client_id from OIDC_CLIENTS: the events are recorded only for
+  // registered clients, so the operator's configuration bounds the series.
+  const oidcAuthorizations = labelled('chatgate_oidc_authorizations_total', 'Authorization codes issued by the OpenID Provider, by client', ['client']);
+  const oidcTokenExchanges = labelled('chatgate_oidc_token_exchanges_total', 'Authorization codes exchanged for tokens at the OpenID Provider, by client', ['client']);
+  const oidcRefreshes = labelled('chatgate_oidc_token_refreshes_total', 'Refresh token grants at the OpenID Provider, by client', ['client']);
+  const oidcRevocations = labelled('chatgate_oidc_revocations_total', 'Grants revoked at the OpenID Provider, by client', ['client']);
+  const oidcLogouts = labelled('chatgate_oidc_logouts_total', 'RP-initiated logouts (end_session) at the OpenID Provider, by client', ['client']);
   const rateLimited = labelled('chatgate_rate_limit_refusals_total', 'Requests refused by a rate limit, by kind (ip: per-IP limiter, phone: per-phone limits)', ['kind']);
 
   // Verification outcomes are fixed: show them at zero from the start, so a rate() has a series to work on.
@@ -105,6 +112,21 @@ export function createMetrics() {
         case 'intent.approved':
         case 'intent.rejected':
           loginIntents.inc({ outcome: entry.type.slice('intent.'.length) });
+          break;
+        case 'oidc.authorized':
+          oidcAuthorizations.inc({ client: boundedLabel(entry.detail?.clientId) });
+          break;
+        case 'oidc.token_exchanged':
+          oidcTokenExchanges.inc({ client: boundedLabel(entry.detail?.clientId) });
+          break;
+        case 'oidc.token_refreshed':
+          oidcRefreshes.inc({ client: boundedLabel(entry.detail?.clientId) });
+          break;
+        case 'oidc.revoked':
+          oidcRevocations.inc({ client: boundedLabel(entry.detail?.clientId) });
+          break;
+        case 'oidc.logout':
+          oidcLogouts.inc({ client: boundedLabel(entry.detail?.clientId) });
           break;
         case 'admin.user_blocked':
           usersBlocked.inc();

@@ -5,7 +5,7 @@ import { registerPageApi } from '../login-page/api.js';
 import { brandingOf, escapeHtml, pageCsp, renderConsentBody, renderLoginBody, renderMessageBody, renderShell } from '../login-page/render.js';
 import { loginViewOptions, sendPage } from '../login-page/routes.js';
 import { chooseLanguage, fill, textsFor } from '../login-page/texts.js';
-import type { Config } from '../config.js';
+import { telegramOidcEnabled, type Config } from '../config.js';
 import type { CodeSender } from '../delivery/types.js';
 import type { PageLanguage } from '../login-page/texts.js';
 import type { Services } from '../services/index.js';
@@ -160,6 +160,8 @@ export async function oidcRoutes(app: FastifyInstance, options: OidcRoutesOption
     rateLimit: options.rateLimit,
     guard: loginPrompt,
     smsIn: options.smsIn,
+    telegramLogin: telegramOidcEnabled(config),
+    pagePath: (request) => interactionPath((request.params as { uid: string }).uid),
     complete: (request, reply, user, channel) => finishLogin(request, reply, user._id.toString(), channel),
     async pollIntent(request, reply, intentId, pollToken) {
       const answer = await options.takeApprovedIntent(intentId, pollToken);

@@ -25,7 +25,7 @@ export interface OidcGateway extends TestApp {
 }
 
 /** The gateway listening on 127.0.0.1 with itself as the issuer, and three registered apps. */
-export async function startOidcGateway(env: Record<string, string> = {}, extraClients: OidcClient[] = []): Promise<OidcGateway> {
+export async function startOidcGateway(env: Record<string, string> = {}, extraClients: OidcClient[] = [], atPort?: number): Promise<OidcGateway> {
   const rp = await startStubServer();
   rp.respond(() => ({ status: 200, body: 'relying party' }));
   afterAll(() => rp.close());
@@ -54,7 +54,8 @@ export async function startOidcGateway(env: Record<string, string> = {}, extraCl
       first_party: false,
     },
   } satisfies OidcGateway['clients'];
-  const port = await freePort();
+  // A caller may choose the port, when another stand-in must know the gateway's URL before it starts.
+  const port = atPort ?? (await freePort());
   const issuer = `http://127.0.0.1:${port}`;
   const testApp = await buildTestApp({ PUBLIC_URL: issuer, OIDC_CLIENTS: JSON.stringify([...Object.values(clients), ...extraClients]), ...env });
   await testApp.app.listen({ host: '127.0.0.1', port });

@@ -259,7 +259,7 @@
       .catch(function (error) {
         if (intent !== current) return;
         var body = error.body || {};
-        if (body.reason === 'session_expired' || body.error === 'not_found' || body.error === 'unauthorized') chatEnded(error.message);
+        if (body.reason === 'session_expired' || body.error === 'not_found' || body.error === 'unauthorized' || body.error === 'user_blocked') chatEnded(error.message);
         else pollTimer = setTimeout(poll, 3000);
       });
   }
@@ -299,6 +299,62 @@
   if (cancel) cancel.addEventListener('click', resetToStart);
   var restart = $('cg-restart-button');
   if (restart) restart.addEventListener('click', resetToStart);
+
+  // ---- Log in with Telegram: Telegram's OpenID Connect login approves a login intent, in this same browser ----
+  // The browser leaves for Telegram and comes back to this page with ?telegram_login=approved|rejected|error; the
+  // intent's id and poll token wait in this tab's sessionStorage meanwhile, and the page then polls as for the chats.
+  var TELEGRAM_KEY = 'cg-telegram-login';
+  var telegramButton = $('cg-telegram-login');
+  if (telegramButton) {
+    telegramButton.addEventListener('click', function () {
+      setError('');
+      busy(telegramButton, true);
+      call('POST', '/intents', { chat: 'telegram_login', language: document.documentElement.lang })
+        .then(function (created) {
+          try {
+            sessionStorage.setItem(TELEGRAM_KEY, JSON.stringify({ intentId: created.intentId, pollToken: created.pollToken, page: window.location.pathname }));
+          } catch { /* no storage: the page says so when the browser comes back */ }
+          setStatus(t('telegram_login_going'));
+          window.location.assign(created.link);
+        })
+        .catch(function (error) { setError(error.message); busy(telegramButton, false); });
+    });
+  }
+
+  function telegramSentence(outcome, code) {
+    if (outcome === 'rejected') return t('telegram_login_cancelled');
+    switch (code) {
+      case 'access_denied': return t('telegram_login_denied');
+      case 'expired': return t('chat_expired');
+      case 'user_blocked': return t('err_user_blocked');
+      case 'service_unavailable': return t('telegram_login_unavailable');
+      default: return t('telegram_login_failed');
+    }
+  }
+
+  var returned = new URLSearchParams(window.location.search);
+  var telegramOutcome = returned.get('telegram_login');
+  if (telegramOutcome && view === 'login' && $('cg-phone-step')) {
+    var stored = null;
+    try {
+      stored = JSON.parse(sessionStorage.getItem(TELEGRAM_KEY) || 'null');
+      sessionStorage.removeItem(TELEGRAM_KEY);
+    } catch { stored = null; }
+    var telegramError = returned.get('telegram_error');
+    // The outcome leaves the address bar, so that reloading the page starts afresh.
+    returned.delete('telegram_login');
+    returned.delete('telegram_error');
+    var rest = returned.toString();
+    window.history.replaceState(null, '', window.location.pathname + (rest ? '?' + rest : ''));
+    ['cg-phone-step', 'cg-chat-choices', 'cg-divider'].forEach(function (id) { show(id, false); });
+    if (telegramOutcome === 'approved' && stored && stored.page === window.location.pathname) {
+      setStatus(t('continuing'));
+      intent = { intentId: stored.intentId, pollToken: stored.pollToken };
+      poll();
+    } else {
+      chatEnded(telegramSentence(telegramOutcome, telegramError));
+    }
+  }
 
   // ---- consent ----
   function decide(path, button) {
