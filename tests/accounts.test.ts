@@ -6,6 +6,11 @@ import { buildTestApp, signInBySms, uniquePhone, type TokenPair } from './helper
 const testApp = await buildTestApp({ OTP_RESEND_SECONDS: '0' });
 const { app, clock, database, sms } = testApp;
 const db = database.connection;
+// Audit events are written in batches: flush before reading them.
+const auditEvents = async () => {
+  await app.services.audit.flush();
+  return db.collection('audit_events');
+};
 
 const bearer = (tokens: TokenPair) => ({ authorization: `Bearer ${tokens.accessToken}` });
 const refresh = (refreshToken: string) => app.inject({ method: 'POST', url: '/auth/token/refresh', payload: { refreshToken } });
@@ -119,7 +124,7 @@ describe('change of phone number', () => {
     expect(notice.code).toBe('');
     expect(notice.text).toContain('now uses the phone number');
     expect(notice.text).not.toContain(newPhone);
-    const event = await db.collection('audit_events').findOne({ type: 'account.phone_changed', userId: new Types.ObjectId(tokens.user.id) });
+    const event = await (await auditEvents()).findOne({ type: 'account.phone_changed', userId: new Types.ObjectId(tokens.user.id) });
     expect(event).toMatchObject({ phone: expect.stringMatching(/\*/) });
     expect(JSON.stringify(event)).not.toContain(oldPhone);
     // The old number is free: signing in with it makes a new user.
@@ -255,11 +260,11 @@ describe('DELETE /auth/me', () => {
     expect(await db.collection('users').findOne({ _id: id })).toBeNull();
     expect(await db.collection('sessions').countDocuments({ userId: id })).toBe(0);
     expect(await db.collection('refresh_tokens').countDocuments({ userId: id })).toBe(0);
-    expect(await db.collection('audit_events').countDocuments({ userId: id })).toBe(0);
-    const deleted = await db.collection('audit_events').findOne({ type: 'account.deleted' }, { sort: { _id: -1 } });
+    expect(await (await auditEvents()).countDocuments({ userId: id })).toBe(0);
+    const deleted = await (await auditEvents()).findOne({ type: 'account.deleted' }, { sort: { _id: -1 } });
     // The trail writes absent fields as null.
     expect(deleted!.phone ?? null).toBeNull();
-    const trail = await db.collection('audit_events').find({ userId: deleted!.userId }).toArray();
+    const trail = await (await auditEvents()).find({ userId: deleted!.userId }).toArray();
     expect(trail.length).toBeGreaterThan(1);
     for (const event of trail) {
       expect(event.phone ?? null).toBeNull();

@@ -257,6 +257,9 @@ export function createAccountService(deps: AccountDeps) {
         reservations.release(pendingChangeKey(userId)),
       ]);
       const pseudonym = new Types.ObjectId();
+      // The trail is written in batches: this user's events still waiting must be stored before they are rewritten,
+      // or they would land afterwards with the phone and IP this removes.
+      await audit.flush();
       await auditEvents.updateMany({ userId }, { $set: { userId: pseudonym }, $unset: { phone: '', ip: '' } });
       await audit.record({ type: 'account.deleted', userId: pseudonym, detail: { by: 'self' } });
     },
