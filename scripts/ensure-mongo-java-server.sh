@@ -18,7 +18,8 @@ done
 started=$SECONDS
 echo "ensure-mongo-java-server: fetching mongo-java-server $version and its H2 backend with Maven into $dir (once)" >&2
 rm -rf "$dir.tmp" && mkdir -p "$dir.tmp/classes"
-mvn -B -q -Dstyle.color=never -f "$src/pom.xml" dependency:copy-dependencies -DoutputDirectory="$dir.tmp/lib" >&2
+# Maven's quiet mode still writes colour resets; they are stripped so that the gateway's log stays readable.
+mvn -B -q -Dstyle.color=never -f "$src/pom.xml" dependency:copy-dependencies -DoutputDirectory="$dir.tmp/lib" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' | grep -v '^$' >&2 || [ "${PIPESTATUS[0]}" -eq 0 ]
 echo "ensure-mongo-java-server: compiling the launcher" >&2
 javac -nowarn -cp "$dir.tmp/lib/*" -d "$dir.tmp/classes" "$src/ChatgateMongoServer.java" >&2
 echo "$stamp" > "$dir.tmp/stamp"

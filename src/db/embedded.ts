@@ -25,6 +25,8 @@ export interface EmbeddedOptions {
   ferretdbBin?: string | undefined;
   /** A folder prepared by scripts/ensure-mongo-java-server.sh (classes/, lib/); unset: the one in the cache. */
   mongoJavaServerHome?: string | undefined;
+  /** The setup of mongo-java-server, started while mongod was tried (auto). */
+  preparedMongoJavaServer?: Promise<string> | undefined;
   /** The engine builds and the memory of a failed mongod download (CHATGATE_CACHE_DIR, default ~/.cache/chatgate). */
   cacheDir?: string | undefined;
   log: (message: string) => void;
@@ -76,7 +78,8 @@ export async function startEmbeddedDatabase(options: EmbeddedOptions): Promise<E
   }
 }
 
-async function startAnyEngine(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
+async function startAnyEngine(given: EmbeddedOptions): Promise<EmbeddedDatabase> {
+  let options = given;
   if (options.engine === 'ferretdb') return startNamed('ferretdb', () => startFerretDB(options));
   if (options.engine === 'mongo-java-server') return startNamed('mongo-java-server', () => startMongoJavaServer(options));
   const failures: string[] = [];
@@ -88,6 +91,12 @@ async function startAnyEngine(options: EmbeddedOptions): Promise<EmbeddedDatabas
         `tried again after ${remembered.retryAfter.slice(0, 10)}, or now with EMBEDDED_DB_ENGINE=mongod`,
     );
   } else {
+    // Where mongod may fail (its download), mongo-java-server's one-time setup runs meanwhile: a first start pays once.
+    if (options.engine === 'auto' && !options.mongoJavaServerHome) {
+      const preparing = ensureMongoJavaServer(options);
+      preparing.catch(() => undefined);
+      options = { ...options, preparedMongoJavaServer: preparing };
+    }
     try {
       const database = await startMongod(options.dataDir);
       await rm(marker, { force: true });
@@ -406,7 +415,7 @@ function runEnsureScript(script: string, options: EmbeddedOptions, words: { labe
  * its stdin closes, and only we hold that pipe: however we die, the kernel closes it and the engine goes with us.
  */
 async function startMongoJavaServer(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
-  const home = options.mongoJavaServerHome ?? (await ensureMongoJavaServer(options));
+  const home = options.mongoJavaServerHome ?? (await (options.preparedMongoJavaServer ?? ensureMongoJavaServer(options)));
   const dataDir = options.dataDir
     ? path.resolve(options.dataDir, 'mongo-java-server')
     : await mkdtemp(path.join(tmpdir(), 'chatgate-mongo-java-server-'));
