@@ -3,7 +3,10 @@
 import autocannon from 'autocannon';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { closeSync, openSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createTcpServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { MongoClient, ObjectId } from 'mongodb';
@@ -107,44 +110,43 @@ export interface ServerUnderTest {
   stop(): Promise<void>;
 }
 
-/** Starts a server as its own process (so its RSS and CPU are its own) and waits for its "listening PORT" line. */
+/**
+ * Starts a server as its own process (so its RSS and CPU are its own) and waits for its "listening PORT" line. Its
+ * output goes to a file, as to a log collector: a pipe that the busy bench drains late would pile up in its memory.
+ */
 export async function startChild(name: string, args: string[], env: Record<string, string>, cwd?: string): Promise<ServerUnderTest> {
-  const child: ChildProcess = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], cwd });
-  let output = '';
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} did not start within 120 s:\n${output.slice(-3000)}`)), 120_000);
-    const look = (chunk: Buffer) => {
-      output = (output + chunk.toString()).slice(-20_000);
-      const match = /listening (\d+)/.exec(output) ?? /"url":"http:\/\/[^:]+:(\d+)"/.exec(output);
-      if (match) {
-        clearTimeout(timer);
-        resolve(Number(match[1]));
-      }
-    };
-    child.stdout?.on('data', look);
-    child.stderr?.on('data', look);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${name} exited (${code}):\n${output.slice(-3000)}`));
-    });
-  });
-  // Keep draining its output (request logs at info) so the pipe never blocks it.
-  child.stdout?.removeAllListeners('data').on('data', () => undefined);
-  child.stderr?.removeAllListeners('data').on('data', () => undefined);
+  const logFile = path.join(await mkdtemp(path.join(tmpdir(), 'chatgate-bench-log-')), `${name.replace(/\W+/g, '-')}.log`);
+  const fd = openSync(logFile, 'w');
+  const child: ChildProcess = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd], cwd });
+  closeSync(fd);
+  let exited: number | null | undefined;
+  child.once('exit', (code) => (exited = code));
+  const deadline = Date.now() + 120_000;
+  let port: number | undefined;
+  while (port === undefined) {
+    const output = await readFile(logFile, 'utf8');
+    const match = /listening (\d+)/.exec(output) ?? /"url":"http:\/\/[^:]+:(\d+)"/.exec(output);
+    if (match) port = Number(match[1]);
+    else if (exited !== undefined) throw new Error(`${name} exited (${exited}):\n${output.slice(-3000)}`);
+    else if (Date.now() > deadline) throw new Error(`${name} did not start within 120 s:\n${output.slice(-3000)}`);
+    else await new Promise((resolve) => setTimeout(resolve, 100));
+  }
   return {
     name,
     base: `http://127.0.0.1:${port}`,
     pid: child.pid!,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
+    stop: async () => {
+      await new Promise<void>((resolve) => {
+        if (child.exitCode !== null || exited !== undefined) return resolve();
         const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
         child.once('exit', () => {
           clearTimeout(timer);
           resolve();
         });
         child.kill('SIGTERM');
-      }),
+      });
+      await rm(path.dirname(logFile), { recursive: true, force: true });
+    },
   };
 }
 
