@@ -176,6 +176,8 @@ export async function measure(
   counter?: { commands: () => number },
   perIteration = 1,
 ): Promise<Measurement> {
+  // Work still in flight from the previous run (the server finishes requests the client gave up on) is not counted.
+  if (counter) await quiet(counter);
   let peak = await rssMiB(server.pid);
   const sampler = setInterval(() => void rssMiB(server.pid).then((value) => (peak = Math.max(peak, value))), 250);
   const before = counter?.commands() ?? 0;
@@ -192,6 +194,14 @@ export async function measure(
     roundTrips: counter && iterations > 0 ? (counter.commands() - before) / iterations : undefined,
     rssMiB: peak,
   };
+}
+
+async function quiet(counter: { commands: () => number }): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  for (let last = -1; counter.commands() !== last && Date.now() < deadline; ) {
+    last = counter.commands();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  }
 }
 
 let phoneCounter = Number.parseInt(randomBytes(2).toString('hex'), 16);
