@@ -1,6 +1,7 @@
 // ESLint 9 flat config: typescript-eslint's type-aware rules, chiefly the promise rules (a forgotten await or an
 // async callback where a sync one is expected loses errors silently in a server).
 import js from '@eslint/js';
+import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
@@ -37,6 +38,11 @@ export default tseslint.config(
       '@typescript-eslint/no-unsafe-return': 'off',
       '@typescript-eslint/no-unsafe-argument': 'off',
     },
+  },
+  {
+    // The login page's own script runs in the browser.
+    files: ['src/login-page/assets/**/*.js'],
+    languageOptions: { globals: globals.browser },
   },
   {
     files: ['**/*.js', '**/*.mjs'],

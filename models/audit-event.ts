@@ -18,6 +18,26 @@ export const auditEventTypes = [
   'intent.approved',
   'intent.rejected',
   'identity.linked',
+  'oidc.authorized',
+  'oidc.token_exchanged',
+  'oidc.token_refreshed',
+  'oidc.revoked',
+  'oidc.logout',
+  // Accounts (src/accounts): what people do to their own account.
+  'session.revoked',
+  'session.logout_all',
+  'account.phone_change_requested',
+  'account.phone_changed',
+  'account.phone_change_refused',
+  'account.identity_unlinked',
+  'account.deleted',
+  // The admin API and CLI (src/admin): every call, with what it changed.
+  'admin.lookup',
+  'admin.user_blocked',
+  'admin.user_unblocked',
+  'admin.block_expired',
+  'admin.sessions_revoked',
+  'admin.session_revoked',
 ] as const;
 
 // The trail of auth events. Phones are stored masked: the trail says what happened, not whose number it was.

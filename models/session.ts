@@ -10,7 +10,10 @@ export const sessionSchema = new Schema(
     createdAt: { type: Date, required: true },
     lastRefreshedAt: { type: Date },
     revokedAt: { type: Date },
-    revokedReason: { type: String, enum: ['logout', 'token_reused', 'user_merged'] },
+    revokedReason: { type: String, enum: ['logout', 'token_reused', 'user_merged', 'logout_all', 'phone_changed', 'user_blocked', 'admin'] },
+    // Where the login came from, for the person's list of sessions: the IP and a reduced device description.
+    ip: { type: String },
+    device: { type: String },
     cleanupAt: { type: Date, required: true },
   },
   { collection: 'sessions', versionKey: false },

@@ -19,6 +19,12 @@ export const userSchema = new Schema(
       userId: { type: String },
     },
     status: { type: String, enum: ['active', 'blocked'], default: 'active', required: true },
+    // Set by an operator (src/admin); a block with `until` is lifted by a sweep once that time has passed.
+    block: {
+      reason: { type: String },
+      at: { type: Date },
+      until: { type: Date },
+    },
     lastLoginAt: { type: Date },
     lastLoginChannel: { type: String, enum: channels },
   },

@@ -18,12 +18,16 @@ import type { CodeSender } from './delivery/types.js';
 import { AppError } from './errors.js';
 import { errorHandler, sendError } from './http/error-handler.js';
 import { waitForHandlersOnClose } from './http/in-flight.js';
+import { createSharedRateLimit, failClosed } from './http/rate-limit-store.js';
 import { loggerOptions } from './logger.js';
 import { registerBrowserProtections } from './observability/browser.js';
 import { logDestination, logRequestCompletions } from './observability/logging.js';
 import { exposeMetrics, instrumentRequests } from './observability/metrics-endpoint.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { REQUEST_ID_HEADER, requestIdFor } from './observability/request-id.js';
+import { registerSignInWithChatgate } from './oidc/index.js';
+import { registerAccounts } from './accounts/index.js';
+import { registerAdmin } from './admin/index.js';
 import { loginIntentRoutes } from './routes/login-intents.js';
 import { metaRoutes } from './routes/meta.js';
 import { otpRoutes } from './routes/otp.js';
@@ -120,9 +124,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // JSON everywhere: a text/plain body is refused with 415 rather than handed to a route as a string.
   app.removeContentTypeParser('text/plain');
   const windowMs = config.RATE_LIMIT_WINDOW_SECONDS * 1000;
+  const shared = config.REDIS_URL
+    ? createSharedRateLimit({ url: config.REDIS_URL, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS, log: app.log })
+    : undefined;
+  if (shared) app.addHook('onClose', () => shared.close());
+  else if (config.NODE_ENV === 'production') {
+    app.log.warn('REDIS_URL is unset: per-IP rate limits are counted in this process; with several instances behind a balancer each one counts on its own');
+  }
   await app.register(rateLimit, {
+    ...shared?.options,
     global: true,
     max: config.RATE_LIMIT_MAX,
+    // RATE_LIMIT_ENABLED=false (benchmarks): every request passes; the per-phone limits and budgets still apply.
+    ...(config.RATE_LIMIT_ENABLED ? {} : { allowList: () => true }),
     timeWindow: windowMs,
     onExceeded: (request) => {
       ipLimited.add(request);
@@ -138,25 +152,49 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     sendError(reply, new AppError('not_found', `There is no ${request.method} ${request.url.split('?')[0]}.`)),
   );
 
-  const strictLimit = { max: config.OTP_RATE_LIMIT_MAX, timeWindow: windowMs };
+  // Sign-in routes refuse (503) rather than run unlimited while the shared counters are unreachable.
+  const strictLimit = failClosed({ max: config.OTP_RATE_LIMIT_MAX, timeWindow: windowMs });
   exposeMetrics(app, metrics, config);
   if (config.API_DOCS) await registerApiDocsRoutes(app);
   await app.register(metaRoutes, { keys, connection: database.connection });
   await app.register(otpRoutes, { services, rateLimit: strictLimit });
   await app.register(tokenRoutes, { services });
   await app.register(loginIntentRoutes, { services, rateLimit: strictLimit, chatChannelsOn: chatChannels.length > 0 });
+  // Accounts (issue 13): sessions, change of phone, linked channels, deletion; the admin API and its sweep.
+  await registerAccounts(app, { config, database, clock, services, smsSender: senders.sms, rateLimit: strictLimit });
+  await registerAdmin(app, { config, database, audit: services.audit, clock });
 
   for (const channel of chatChannels) {
     await channel.register(app, { services, texts, clock, strictRateLimit: strictLimit });
   }
   await telegramWebLogin(app, config, { services, users: database.models.User, clock, strictRateLimit: strictLimit });
+  // Sign in with Chatgate: the OpenID Provider and the hosted login page (src/oidc, src/login-page).
+  const codeChannels = Object.keys(senders);
+  await registerSignInWithChatgate(app, {
+    config,
+    database,
+    keys,
+    pepper: deps.pepper,
+    clock,
+    services,
+    codeChannels: codeChannels.length > 1 ? [...codeChannels, 'auto'] : codeChannels,
+    chatChannels: chatChannels.filter((channel) => channel.links.length > 0).map((channel) => channel.name as 'whatsapp' | 'telegram'),
+    rateLimit: strictLimit,
+    smsSender: senders.sms,
+  });
+
   for (const [name, message] of Object.entries(offMessages)) {
     if (!chatChannels.some((channel) => channel.name === name)) app.log.info(message);
   }
   if (chatChannels.some((channel) => channel.usesInbox)) {
     // Retries chat messages whose handling failed or was cut short by a restart.
-    services.inbox.startSweeping(15_000);
+    services.inbox.startSweeping(config.INBOX_SWEEP_SECONDS * 1000);
   }
+  // Every instance sweeps spent data (FerretDB has no TTL indexes); deletes by date are safe to repeat.
+  services.cleanup.start(config.CLEANUP_INTERVAL_SECONDS * 1000);
   app.addHook('onClose', () => services.inbox.stop());
+  app.addHook('onClose', () => services.cleanup.stop());
+  // After the requests in flight (waitForHandlersOnClose): the audit events they recorded are written before the end.
+  app.addHook('onClose', () => services.audit.close());
   return app;
 }

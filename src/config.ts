@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { defaultChatTexts } from './chat-texts.js';
+import { parseOidcClients, readOidcClientsFile, type OidcClient } from './oidc/clients.js';
 
 // The whole environment, validated once at start. `.env.example` mirrors this file: keep them together.
 
@@ -61,9 +62,16 @@ export const configSchema = z.object({
   FERRETDB_BIN: z.string().optional(),
   // Where the FerretDB build and the memory of a failed mongod download are kept (default ~/.cache/chatgate).
   CHATGATE_CACHE_DIR: z.string().optional(),
+  // How long a request waits for a reachable MongoDB server before it answers 503 (start-up waits longer).
+  MONGODB_SERVER_SELECTION_TIMEOUT_MS: int(200, 60_000).default(3000),
+  // Shared per-IP rate limits for several instances; unset: counted in each process (one instance only).
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+  REDIS_COMMAND_TIMEOUT_MS: int(50, 10_000).default(500),
 
   TRUST_PROXY: trustProxy.default(false),
   BODY_LIMIT_BYTES: int(1024, 10 * 1024 * 1024).default(64 * 1024),
+  // false turns the per-IP limiter off, for benchmarks only (refused in production).
+  RATE_LIMIT_ENABLED: bool.default(true),
   RATE_LIMIT_MAX: int(1, 1_000_000).default(300),
   RATE_LIMIT_WINDOW_SECONDS: int(1, 86_400).default(60),
   OTP_RATE_LIMIT_MAX: int(1, 1_000_000).default(20),
@@ -72,6 +80,12 @@ export const configSchema = z.object({
   // /metrics: on the main port behind this bearer token, and/or on a loopback-only port. Neither: no /metrics.
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   METRICS_PORT: int(1, 65535).optional(),
+  // The admin API (/admin/*): off unless this bearer token is set; on ADMIN_PORT (127.0.0.1 only) when that is set.
+  ADMIN_API_TOKEN: z.string().min(32, 'must be at least 32 characters').optional(),
+  ADMIN_PORT: int(1, 65535).optional(),
+  // Spent data is deleted by a sweep in every instance (FerretDB has no TTL indexes); audit events after this many days.
+  CLEANUP_INTERVAL_SECONDS: int(10, 86_400).default(300),
+  AUDIT_RETENTION_DAYS: int(1, 36_500).default(90),
 
   DEFAULT_COUNTRY: z
     .string()
@@ -167,6 +181,11 @@ export const configSchema = z.object({
   WHATSAPP_SEND_TIMEOUT_MS: int(500, 60_000).default(10_000),
   // Failed signature checks allowed per client IP per minute on POST /webhooks/whatsapp; past it, 429 until the minute ends.
   WHATSAPP_MAX_BAD_SIGNATURES_PER_MINUTE: int(1, 1_000_000).default(100),
+  // Chat inbox: an attempt older than the lease belongs to a dead process and is taken over; unhandled messages are
+  // retried by a sweep every INBOX_SWEEP_SECONDS once INBOX_STUCK_AFTER_SECONDS have passed since they arrived.
+  INBOX_LEASE_SECONDS: int(1, 3600).default(120),
+  INBOX_STUCK_AFTER_SECONDS: int(1, 3600).default(60),
+  INBOX_SWEEP_SECONDS: int(1, 3600).default(15),
 
   TELEGRAM_BOT_TOKEN: z.string().regex(/^\d+:[A-Za-z0-9_-]{20,}$/, 'must be the token BotFather gave, e.g. 123456:AA…').optional(),
   TELEGRAM_BOT_USERNAME: z
@@ -203,9 +222,16 @@ export const configSchema = z.object({
   TELEGRAM_GATEWAY_TOKEN: z.string().min(16, 'must be the API token from the Gateway account settings').optional(),
   TELEGRAM_GATEWAY_API_ROOT: z.url().default('https://gatewayapi.telegram.org'),
   TELEGRAM_GATEWAY_TIMEOUT_MS: int(500, 60_000).default(5000),
+
+  // OpenID Provider and hosted login page (src/oidc, src/login-page).
+  OIDC_CLIENTS: z.string().optional(),
+  OIDC_CLIENTS_FILE: z.string().optional(),
+  LOGIN_LOGO_URL: z.url().optional(),
+  LOGIN_PRIMARY_COLOR: z.string().regex(/^#[0-9a-fA-F]{6}$/, 'must be a colour like #0b6e4f').default('#0b6e4f'),
+  LOGIN_LANGUAGES: csv.pipe(z.array(z.enum(['en', 'es', 'pt', 'hi']))).default(['en', 'es', 'pt', 'hi']),
 });
 
-export type Config = z.infer<typeof configSchema>;
+export type Config = Omit<z.infer<typeof configSchema>, 'OIDC_CLIENTS'> & { OIDC_CLIENTS?: OidcClient[] | undefined };
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -232,6 +258,8 @@ export const SECRET_FILE_VARIABLES = [
   'METRICS_TOKEN',
   'TELEGRAM_OIDC_CLIENT_SECRET',
   'TELEGRAM_GATEWAY_TOKEN',
+  'REDIS_URL',
+  'ADMIN_API_TOKEN',
 ] as const;
 
 // Reads every `<NAME>_FILE`; the problems name the variable and the path, never what the file holds.
@@ -267,11 +295,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!parsed.success) {
     throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.') || 'environment'}: ${issue.message}`));
   }
-  const config = parsed.data;
-  const problems = [...productionProblems(config, present), ...providerProblems(config), ...guessingProblems(config)];
+  const { OIDC_CLIENTS: clientsJson, ...config } = parsed.data;
+  const clients = oidcClients(clientsJson, config.OIDC_CLIENTS_FILE);
+  const problems = [...productionProblems(config, present), ...providerProblems(config), ...guessingProblems(config), ...clients.problems];
+  if (config.NODE_ENV === 'production' && clients.list && !config.PUBLIC_URL?.startsWith('https://')) {
+    problems.push('PUBLIC_URL: required in production with OIDC clients, as an https:// URL (it is the OpenID issuer)');
+  }
+  if (config.NODE_ENV === 'production' && clients.list && config.TRUST_PROXY === false) {
+    problems.push('TRUST_PROXY: required in production with OIDC clients (the https proxy in front says the connection is secure, so the session cookie can be Secure)');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     ...config,
+    OIDC_CLIENTS: clients.list,
     SMS_PROVIDER: config.SMS_PROVIDER ?? (config.NODE_ENV === 'production' ? undefined : 'console'),
     // Development tokens name the address this gateway really answers on (production requires JWT_ISSUER).
     JWT_ISSUER: present.JWT_ISSUER ? config.JWT_ISSUER : (config.PUBLIC_URL?.replace(/\/+$/, '') ?? `http://localhost:${config.PORT}`),
@@ -282,6 +318,13 @@ export const whatsappEnabled = (config: Config): boolean => !!(config.WHATSAPP_V
 export const telegramEnabled = (config: Config): boolean => !!config.TELEGRAM_BOT_TOKEN;
 export const telegramOidcEnabled = (config: Config): boolean => !!(config.TELEGRAM_OIDC_CLIENT_ID && config.TELEGRAM_OIDC_CLIENT_SECRET);
 export const telegramGatewayEnabled = (config: Config): boolean => !!config.TELEGRAM_GATEWAY_TOKEN;
+
+function oidcClients(json: string | undefined, file: string | undefined): { list?: OidcClient[]; problems: string[] } {
+  if (json && file) return { problems: ['OIDC_CLIENTS and OIDC_CLIENTS_FILE: set one of them, not both'] };
+  const parsed = json ? parseOidcClients(json, 'OIDC_CLIENTS') : file ? readOidcClientsFile(file) : undefined;
+  if (!parsed) return { problems: [] };
+  return 'problem' in parsed ? { problems: [parsed.problem] } : { list: parsed.clients, problems: [] };
+}
 
 // Development conveniences that would be holes in production.
 function productionProblems(config: Config, given: Record<string, string | undefined>): string[] {
@@ -295,6 +338,7 @@ function productionProblems(config: Config, given: Record<string, string | undef
   if (!config.SMS_PROVIDER) problems.push('SMS_PROVIDER: required in production (twilio or http)');
   if (config.SMS_PROVIDER === 'console') problems.push('SMS_PROVIDER: "console" prints codes to the log and is refused in production');
   if (config.OTP_TEST_NUMBERS) problems.push('OTP_TEST_NUMBERS: fixed codes are refused in production');
+  if (!config.RATE_LIMIT_ENABLED) problems.push('RATE_LIMIT_ENABLED: false (no per-IP limits) is for benchmarks and refused in production');
   if (config.CORS_ORIGINS.includes('*')) problems.push('CORS_ORIGINS: "*" (any origin) is refused in production; list the exact origins');
   if (!config.OTP_ALLOWED_COUNTRIES) {
     problems.push('OTP_ALLOWED_COUNTRIES: required in production (e.g. IN,GB; or * to accept every country knowingly)');

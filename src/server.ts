@@ -48,10 +48,14 @@ async function main(): Promise<void> {
     uri = embedded.uri;
     log.info({ engine: embedded.engine, enginePid: embedded.pid }, `database: embedded ${embedded.description}`);
   }
-  const database = await connectDatabase(uri, { dbName: embedded ? 'chatgate' : undefined });
+  const database = await connectDatabase(uri, {
+    dbName: embedded ? 'chatgate' : undefined,
+    serverSelectionTimeoutMS: config.MONGODB_SERVER_SELECTION_TIMEOUT_MS,
+    startupTimeoutMS: 30_000,
+  });
   started.push({ name: 'database connection', stop: () => database.close() });
   if (database.skippedIndexes.length > 0) {
-    log.warn({ indexes: database.skippedIndexes }, 'the database engine has no TTL indexes: expired records are refused by their expiry checks but stay stored');
+    log.warn({ indexes: database.skippedIndexes }, 'the database engine has no TTL indexes: expired records are refused by their expiry checks and deleted by the cleanup sweep');
   }
 
   let jwks = config.JWT_PRIVATE_JWKS;
@@ -138,7 +142,7 @@ function logReady(
     log.info({ sms: config.SMS_PROVIDER }, `SMS provider: ${config.SMS_PROVIDER}`);
   }
   log.info(`chat channels: ${channels.join('; ')}`);
-  log.info(`API docs: ${ready.url}/docs`);
+  log.info(config.API_DOCS ? `API docs: ${ready.url}/docs` : 'API docs: off (API_DOCS=false)');
 }
 
 main().catch(async (error: unknown) => {

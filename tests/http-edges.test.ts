@@ -176,6 +176,18 @@ describe('rate limits per IP', async () => {
     expect((await spoof('10.0.0.2')).statusCode).toBe(201);
     expect((await spoof('10.0.0.3')).statusCode).toBe(429);
   });
+
+  it('RATE_LIMIT_ENABLED=false lets every request through the per-IP limits (for benchmarks)', async () => {
+    const unlimited = await buildTestApp({ RATE_LIMIT_ENABLED: 'false', RATE_LIMIT_MAX: '2', OTP_RATE_LIMIT_MAX: '1' });
+    for (let request = 0; request < 4; request++) {
+      const health = await unlimited.app.inject({ method: 'GET', url: '/health', ...ip('198.51.100.2') });
+      expect(health.statusCode).toBe(200);
+      const otp = await unlimited.app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone: 'bad' }, ...ip('198.51.100.2') });
+      expect(otp.json()).toMatchObject({ error: 'invalid_phone' });
+      const unknown = await unlimited.app.inject({ method: 'GET', url: '/nowhere', ...ip('198.51.100.2') });
+      expect(unknown.statusCode).toBe(404);
+    }
+  });
 });
 
 describe('behind a trusted proxy', async () => {
@@ -222,6 +234,7 @@ describe('logs and the audit trail', () => {
     // A replay after REFRESH_REUSE_GRACE_SECONDS is reuse.
     testApp.clock.advance(11);
     await app.inject({ method: 'POST', url: '/auth/token/refresh', payload: { refreshToken: tokens.refreshToken }, remoteAddress: '203.0.113.99' });
+    await app.services.audit.flush();
     const events = await testApp.database.connection
       .collection('audit_events')
       .find({ ip: '203.0.113.99' })

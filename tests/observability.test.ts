@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { wantsPrettyLogs } from '../src/observability/logging.js';
+import { createMetrics } from '../src/observability/metrics.js';
 import { buildTestApp, signInBySms, TEST_PEPPER, testKeys, uniquePhone, type TestApp } from './helpers/app.js';
 import { connectTestDatabase } from './helpers/database.js';
 
@@ -290,5 +291,17 @@ describe('request logs', () => {
     ['test', true, false],
   ] as const)('pretty logs for NODE_ENV=%s with a terminal=%s: %s', (nodeEnv, tty, pretty) => {
     expect(wantsPrettyLogs(nodeEnv, tty)).toBe(pretty);
+  });
+});
+
+describe('domain counters from audit events', () => {
+  it('counts Telegram Gateway delivery reports by status and spent paid-send budgets by name', async () => {
+    const metrics = createMetrics();
+    metrics.observeAudit({ type: 'otp.delivery_report', channel: 'telegram', detail: { provider: 'telegram-gateway', status: 'delivered' } });
+    metrics.observeAudit({ type: 'otp.delivery_report', channel: 'telegram', detail: { provider: 'telegram-gateway', status: 'delivered' } });
+    metrics.observeAudit({ type: 'otp.budget_exhausted', channel: 'sms', detail: { budget: 'country_hour' } });
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('chatgate_otp_delivery_reports_total{provider="telegram-gateway",status="delivered"} 2');
+    expect(text).toContain('chatgate_otp_budgets_exhausted_total{budget="country_hour"} 1');
   });
 });

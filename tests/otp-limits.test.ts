@@ -9,7 +9,11 @@ type Injectable = typeof app;
 const requestFrom = (target: Injectable, phone: string, remoteAddress = '127.0.0.1') =>
   target.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone }, remoteAddress });
 const verify = (payload: object) => app.inject({ method: 'POST', url: '/auth/otp/verify', payload });
-const auditOf = (type: string) => database.connection.collection('audit_events').find({ type }).toArray();
+// Audit events are written in batches: flush before reading them.
+const auditOf = async (type: string, from: Injectable = app) => {
+  await from.services.audit.flush();
+  return database.connection.collection('audit_events').find({ type }).toArray();
+};
 const wrongFor = (code: string) => (code === '000000' ? '000001' : '000000');
 
 /** Asks for a code and spends `wrong` checks on it by challengeId. */
@@ -145,7 +149,7 @@ describe('budgets for paid sends', () => {
     expect(refused.statusCode).toBe(429);
     expect(refused.json()).toMatchObject({ error: 'rate_limited', retryAfter: expect.any(Number) });
     expect(limited.sms.sent).toHaveLength(3);
-    const events = await auditOf('otp.budget_exhausted');
+    const events = await auditOf('otp.budget_exhausted', limited.app);
     expect(events.some((event) => (event.detail as { budget?: string }).budget === 'global_hour')).toBe(true);
     expect(limited.logs.some((line) => line.includes('"level":50') && line.includes('otp send budget exhausted'))).toBe(true);
     limited.clock.advance(3600);

@@ -192,8 +192,11 @@ describe('Gateway delivery reports', () => {
   const post = (body: string, headers: Record<string, string>) =>
     app.inject({ method: 'POST', url: '/webhooks/telegram-gateway', headers: { 'content-type': 'application/json', ...headers }, payload: body });
 
-  const reportsFor = (requestId: string) =>
-    database.connection.collection('audit_events').find({ type: 'otp.delivery_report', 'detail.requestId': requestId }).toArray();
+  // Audit events are written in batches: flush before reading them.
+  const reportsFor = async (requestId: string) => {
+    await app.services.audit.flush();
+    return database.connection.collection('audit_events').find({ type: 'otp.delivery_report', 'detail.requestId': requestId }).toArray();
+  };
 
   it.each(['delivered', 'read', 'expired', 'revoked'])('records a signed "%s" report in the audit trail, phone masked', async (status) => {
     const requestId = `report-${status}`;

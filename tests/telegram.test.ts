@@ -269,6 +269,7 @@ describe('sharing a phone number', () => {
     expect(merged?._id.toString()).toBe(viaSms.user.id);
     expect(merged).toMatchObject({ phone, telegram: { id: person.id, username: person.username } });
     expect(await findUser({ _id: telegramOnly!._id })).toBeNull();
+    await app.services.audit.flush();
     const audit = await database.connection.collection('audit_events').findOne({ type: 'identity.linked', 'detail.outcome': 'merged', userId: merged!._id });
     expect(audit?.detail).toEqual({ outcome: 'merged', retiredUserId: telegramOnly!._id.toString() });
     const staleRefresh = await app.inject({ method: 'POST', url: '/auth/token/refresh', payload: { refreshToken: telegramTokens.refreshToken } });

@@ -96,6 +96,7 @@ describe('refresh tokens', () => {
     // The legitimate successor dies with the family, and so does the session behind its access token.
     expect((await refresh(second.refreshToken)).json()).toMatchObject({ error: 'token_revoked' });
     expect((await me(second.accessToken)).json()).toMatchObject({ error: 'token_revoked' });
+    await testApp.app.services.audit.flush();
     const audit = await database.connection.collection('audit_events').findOne({ type: 'tokens.reuse_detected', userId: { $exists: true } });
     expect(audit).toMatchObject({ channel: 'sms', ip: '127.0.0.1' });
   });

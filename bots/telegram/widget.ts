@@ -82,6 +82,6 @@ export const telegramWidgetRoute: FastifyPluginAsyncZod<TelegramWidgetOptions> =
       username: fields.username,
       firstName: fields.first_name,
     });
-    return options.services.tokens.issueForLogin(user, 'telegram', { ip: request.ip });
+    return options.services.tokens.issueForLogin(user, 'telegram', { ip: request.ip, userAgent: request.headers['user-agent'] });
   });
 };

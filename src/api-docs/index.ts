@@ -23,12 +23,15 @@ export async function registerApiDescription(app: FastifyInstance): Promise<void
         { name: 'tokens', description: 'Refresh, sign out, who am I' },
         { name: 'login-intents', description: 'Sign in on the web by confirming in a chat' },
         { name: 'telegram', description: 'The Telegram Login Widget' },
+        { name: 'accounts', description: 'Your sessions, phone number, linked channels; deleting the account; token introspection' },
+        { name: 'admin', description: 'For operators, with ADMIN_API_TOKEN (off unless set)' },
         { name: 'meta', description: 'Keys, health and readiness' },
         { name: 'webhooks', description: 'Called by WhatsApp (Meta) and Telegram, not by clients' },
       ],
       components: {
         securitySchemes: {
           bearerAuth: { type: 'http', scheme: 'bearer', description: 'An access token; on the intent poll, the poll token' },
+          adminToken: { type: 'http', scheme: 'bearer', description: 'ADMIN_API_TOKEN' },
         },
       },
     },
@@ -47,7 +50,11 @@ export async function registerApiDocsRoutes(app: FastifyInstance): Promise<void>
       pageTitle: 'Chatgate API',
       // Fonts would come from Scalar's servers; the system fonts keep the page self-contained.
       withDefaultFonts: false,
-      hideClientButton: true,
+      // Self-contained: no telemetry, no hosted-service extras; "Test Request" stays, so a newcomer can try the login here.
+      telemetry: false,
+      showDeveloperTools: 'never',
+      mcp: { disabled: true },
+      agent: { disabled: true },
     },
   });
 }

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { isDatabaseUnavailable } from '../db/unavailable.js';
 import { AppError, type ErrorCode } from '../errors.js';
 
 // The one place where errors become HTTP answers: `{ error, message, ...details }`. A 4xx says what was wrong;
@@ -26,7 +27,7 @@ const byStatus: Partial<Record<number, ErrorCode>> = {
 };
 
 export function sendError(reply: FastifyReply, error: AppError): FastifyReply {
-  if (error.code === 'rate_limited' && typeof error.details.retryAfter === 'number') {
+  if ((error.code === 'rate_limited' || error.code === 'service_unavailable') && typeof error.details.retryAfter === 'number') {
     reply.header('retry-after', String(error.details.retryAfter));
   }
   // Error bodies are built here and nowhere else, so they skip the route's response schemas (which document them):
@@ -55,6 +56,11 @@ export function errorHandler(error: FastifyError | Error, request: FastifyReques
 
   const status = 'statusCode' in error && typeof error.statusCode === 'number' ? error.statusCode : 500;
   if (error instanceof SyntaxError && status === 400) return sendError(reply, new AppError('invalid_json', 'The body is not valid JSON.'));
+  if (isDatabaseUnavailable(error)) {
+    // Logged without the stack: an outage makes one line per request, and the driver's message says enough.
+    request.log.warn({ err: { name: error.name, message: error.message } }, 'database unavailable');
+    return sendError(reply, new AppError('service_unavailable', 'The service is briefly unavailable. Try again in a few seconds.', { retryAfter: 5 }));
+  }
   if (status >= 400 && status < 500) {
     const code = byStatus[status] ?? 'invalid_request';
     return reply.code(status).send({ error: code, message: error.message || 'The request was not accepted.' });

@@ -36,6 +36,9 @@ export function createMetrics() {
   const inboxRetries = labelled('chatgate_inbox_retries_total', 'Handling attempts after the first, by channel', ['channel']);
   const deliveryReports = labelled('chatgate_otp_delivery_reports_total', 'Delivery reports from providers (Telegram Gateway), by provider and status', ['provider', 'status']);
   const budgetsExhausted = labelled('chatgate_otp_budgets_exhausted_total', 'Paid sends refused because a budget (OTP_BUDGET_*) was spent, by budget', ['budget']);
+  const usersBlocked = labelled('chatgate_users_blocked_total', 'Users blocked by an operator', []);
+  const accountsDeleted = labelled('chatgate_accounts_deleted_total', 'Accounts deleted by their owner', []);
+  const phoneChanges = labelled('chatgate_phone_changes_total', 'Changes of phone number, by outcome (changed, refused)', ['outcome']);
   const rateLimited = labelled('chatgate_rate_limit_refusals_total', 'Requests refused by a rate limit, by kind (ip: per-IP limiter, phone: per-phone limits)', ['kind']);
 
   // Verification outcomes are fixed: show them at zero from the start, so a rate() has a series to work on.
@@ -102,6 +105,18 @@ export function createMetrics() {
         case 'intent.approved':
         case 'intent.rejected':
           loginIntents.inc({ outcome: entry.type.slice('intent.'.length) });
+          break;
+        case 'admin.user_blocked':
+          usersBlocked.inc();
+          break;
+        case 'account.deleted':
+          accountsDeleted.inc();
+          break;
+        case 'account.phone_changed':
+          phoneChanges.inc({ outcome: 'changed' });
+          break;
+        case 'account.phone_change_refused':
+          phoneChanges.inc({ outcome: 'refused' });
           break;
         default:
           break;

@@ -1,5 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { linkedIdentitiesSchema } from '../accounts/schemas.js';
+import { linkedIdentities } from '../accounts/service.js';
 import { bearerSecurity, bodyErrors, errorResponses, tokenPairSchema, userSchema } from '../api-docs/schemas.js';
 import { AppError } from '../errors.js';
 import { bearerToken } from '../http/input.js';
@@ -58,13 +60,17 @@ export const tokenRoutes: FastifyPluginAsyncZod<{ services: Services }> = async 
         tags: ['tokens'],
         summary: 'The signed-in user',
         security: bearerSecurity,
-        response: { 200: z.object({ user: userSchema }), ...errorResponses(...tokenErrors, 'unauthorized', 'user_blocked', 'not_found') },
+        response: {
+          200: z.object({ user: userSchema, identities: linkedIdentitiesSchema }),
+          ...errorResponses(...tokenErrors, 'unauthorized', 'user_blocked', 'not_found'),
+        },
       },
     },
     async (request) => {
       const accessToken = bearerToken(request.headers.authorization);
       if (!accessToken) throw new AppError('unauthorized', 'Send "Authorization: Bearer <accessToken>".');
-      return { user: await services.tokens.currentUser(accessToken) };
+      const user = await services.tokens.currentUser(accessToken);
+      return { user, identities: linkedIdentities(user) };
     },
   );
 };

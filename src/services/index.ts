@@ -4,6 +4,7 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import type { Database } from '../db/connection.js';
 import type { CodeSender } from '../delivery/types.js';
+import { createCleanup } from '../db/cleanup.js';
 import { createAuditTrail } from './audit.js';
 import { createIdentityService } from './identities.js';
 import { createInbox } from './inbox.js';
@@ -21,14 +22,14 @@ export interface ServiceDeps {
   clock: Clock;
   senders: Partial<Record<Channel, CodeSender>>;
   linkBuilders: IntentLinkBuilder[];
-  log: { warn(object: object, message: string): void; error(object: object, message: string): void };
+  log: { info(object: object, message: string): void; warn(object: object, message: string): void; error(object: object, message: string): void };
 }
 
 /** Wires the rules together; nothing here knows about HTTP or chat. */
 export function createServices(deps: ServiceDeps) {
   const { config, database, clock, log } = deps;
   const { models } = database;
-  const audit = createAuditTrail(models.AuditEvent, clock, (error) => log.error({ err: error }, 'audit write failed'));
+  const audit = createAuditTrail(models.AuditEvent, clock, (error, context) => log.error({ err: error, ...context }, 'audit write failed'));
   const reservations = createReservations(models.Reservation, clock);
   const identities = createIdentityService(models.User, models.Session, reservations, clock);
   const tokens = createTokenService({
@@ -49,6 +50,7 @@ export function createServices(deps: ServiceDeps) {
   });
   const otp = createOtpService({
     challenges: models.Challenge,
+    otpPhones: models.OtpPhone,
     reservations,
     slots: createSlotCounter(models.Reservation, clock),
     identities,
@@ -88,8 +90,15 @@ export function createServices(deps: ServiceDeps) {
     settings: { ttlSeconds: config.INTENT_TTL_SECONDS, maxWrongCodesPerHour: config.INTENT_MAX_WRONG_CODES_PER_HOUR },
     linkBuilders: deps.linkBuilders,
   });
-  const inbox = createInbox({ messages: models.InboundMessage, reservations, clock, log });
-  return { audit, reservations, identities, tokens, otp, loginIntents, inbox };
+  const inbox = createInbox({
+    messages: models.InboundMessage,
+    reservations,
+    clock,
+    log,
+    settings: { leaseSeconds: config.INBOX_LEASE_SECONDS, stuckAfterSeconds: config.INBOX_STUCK_AFTER_SECONDS },
+  });
+  const cleanup = createCleanup(models, clock, { auditRetentionDays: config.AUDIT_RETENTION_DAYS }, log);
+  return { audit, reservations, identities, tokens, otp, loginIntents, inbox, cleanup };
 }
 
 export type Services = ReturnType<typeof createServices>;

@@ -172,7 +172,7 @@ export function createLoginIntentService(deps: LoginIntentDeps) {
           try {
             const user = await identities.findById(intent.userId!);
             assertActiveUser(user);
-            issued = await tokens.issueForLogin(user, intent.channel as Channel, context);
+            issued = await tokens.issueForLogin(user, intent.channel as Channel, { ...context, userAgent: intent.userAgent ?? undefined });
           } catch (error) {
             // Nothing was handed over: the next poll may try again.
             await reservations.release(handover);

@@ -1,6 +1,7 @@
 import { createHmac, createSecretKey, randomBytes, randomInt, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { Model } from 'mongoose';
 import type { Challenge } from '../../models/challenge.js';
+import type { OtpPhone, OtpPhoneSend } from '../../models/otp-phone.js';
 import type { Channel } from '../../models/channels.js';
 import type { User } from '../../models/user.js';
 import { ipLimitKey } from '../client-ip.js';
@@ -34,8 +35,19 @@ export interface OtpSettings {
 
 export type RequestedChannel = Channel | 'auto';
 
+type CodeCheck = ({ challengeId: string } | { phone: string }) & { code: string; ip?: string | undefined };
+
+export interface RequestCodeInput {
+  phone: string;
+  channel: RequestedChannel;
+  ip?: string | undefined;
+  via?: CodeSender;
+}
+
 export interface OtpDeps {
   challenges: Model<Challenge>;
+  /** Each phone's recent sends, by point lookup. */
+  otpPhones: Model<OtpPhone>;
   reservations: Reservations;
   slots: SlotCounter;
   identities: IdentityService;
@@ -53,11 +65,9 @@ const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
 // Sends that cost money; a code in a chat the person opened, or by Telegram, is free.
 const PAID: readonly Channel[] = ['sms', 'whatsapp'];
-// Challenges whose code reached the phone.
-const DELIVERED: Challenge['status'][] = ['active', 'consumed'];
 
 export function createOtpService(deps: OtpDeps) {
-  const { challenges, reservations, slots, identities, senders, audit, clock, settings, log } = deps;
+  const { challenges, otpPhones, reservations, slots, identities, senders, audit, clock, settings, log } = deps;
   const pepper: KeyObject = createSecretKey(Buffer.from(settings.pepper, 'utf8'));
   const allowedCountries = settings.allowedCountries ? new Set(settings.allowedCountries) : undefined;
   const testNumbers = settings.testNumbers ?? new Map<string, string>();
@@ -131,48 +141,79 @@ export function createOtpService(deps: OtpDeps) {
     ];
   }
 
+  // The sends a phone's document keeps: enough for both hourly caps.
+  const sendsKept = Math.max(settings.maxSendsPerHour, settings.maxSendsPerPhonePerHour);
+
+  const readPhone = (phone: string) => otpPhones.collection.findOne({ _id: phone as never }) as Promise<(OtpPhone & { sends: OtpPhoneSend[] }) | null>;
+
   /**
    * Refuses a send that comes too soon after the last delivered one, or one too many within the hour from this IP or
    * from all IPs (failed sends count there: a failing provider is no way around the cap), and numbers the next send.
-   * One read gives all three, so a concurrent sender sees the same number and loses at the unique (phone, sendSeq) index.
+   * Decided from the phone's document, so a concurrent sender sees the same number and loses at the unique
+   * (phone, sendSeq) index.
    */
-  async function nextSendSeq(phone: string, ipKey: string, now: Date): Promise<number> {
-    const latest = await challenges
-      .find({ phone }, { sendSeq: 1, createdAt: 1, status: 1, ipKey: 1 })
-      .sort({ sendSeq: -1 })
-      .limit(Math.max(settings.maxSendsPerHour, settings.maxSendsPerPhonePerHour))
-      .lean<Pick<Challenge, 'sendSeq' | 'createdAt' | 'status' | 'ipKey'>[]>();
-    const lastAttempted = latest.find((send) => send.status !== 'failed');
+  function nextSendSeq(state: { lastSeq: number; sends: OtpPhoneSend[] } | null, ipKey: string, now: Date): number {
+    const latest = state?.sends ?? [];
+    const lastAttempted = latest.find((send) => !send.failed);
     if (lastAttempted) {
-      const resendAt = new Date(lastAttempted.createdAt.getTime() + settings.resendSeconds * 1000);
+      const resendAt = new Date(lastAttempted.at.getTime() + settings.resendSeconds * 1000);
       if (resendAt > now) throw rateLimited(secondsBetween(now, resendAt));
     }
-    const withinHour = latest.filter((send) => send.createdAt.getTime() > now.getTime() - HOUR_MS);
+    const withinHour = latest.filter((send) => send.at.getTime() > now.getTime() - HOUR_MS);
     const fromThisIp = withinHour.filter((send) => send.ipKey === ipKey);
     for (const [sends, cap] of [[fromThisIp, settings.maxSendsPerHour], [withinHour, settings.maxSendsPerPhonePerHour]] as const) {
       if (sends.length >= cap) {
         const oldest = sends[cap - 1]!;
-        throw rateLimited(secondsBetween(now, new Date(oldest.createdAt.getTime() + HOUR_MS)));
+        throw rateLimited(secondsBetween(now, new Date(oldest.at.getTime() + HOUR_MS)));
       }
     }
-    return (latest[0]?.sendSeq ?? 0) + 1;
+    return (state?.lastSeq ?? 0) + 1;
+  }
+
+  // Kept past its phone's last challenge (cleaned up an hour after it expires), so the numbering restarts cleanly.
+  const phoneCleanupAt = (now: Date) => new Date(now.getTime() + settings.ttlSeconds * 1000 + 2 * HOUR_MS);
+
+  /** Writes a phone's document; of two first writes racing to create it, the loser writes again over the winner's. */
+  async function recordSend(phone: string, fields: { lastSeq: number; sends: OtpPhoneSend[]; cleanupAt: Date }) {
+    const update = { $set: fields };
+    try {
+      await otpPhones.collection.updateOne({ _id: phone as never }, update, { upsert: true });
+    } catch (error) {
+      if (!isDuplicateKey(error)) throw error;
+      await otpPhones.collection.updateOne({ _id: phone as never }, update);
+    }
   }
 
   /**
-   * The challenge a check is about. Only the newest delivered code of a phone works: decided here, from the send
+   * Rebuilds a phone's document from its challenges: after a lost race (the winner's send must be in it) or when the
+   * document is missing or behind (written by an older version, or its write failed). Off the usual path.
+   */
+  async function rebuildPhone(phone: string, now: Date) {
+    const latest = await challenges
+      .find({ phone }, { sendSeq: 1, createdAt: 1, status: 1, ipKey: 1 })
+      .sort({ sendSeq: -1 })
+      .limit(sendsKept)
+      .lean<Pick<Challenge, 'sendSeq' | 'createdAt' | 'status' | 'ipKey'>[]>();
+    const state = {
+      lastSeq: latest[0]?.sendSeq ?? 0,
+      sends: latest.map((send) => ({ seq: send.sendSeq, at: send.createdAt, ipKey: send.ipKey ?? undefined, ...(send.status === 'failed' ? { failed: true } : {}) })),
+    };
+    await recordSend(phone, { ...state, cleanupAt: phoneCleanupAt(now) });
+    return state;
+  }
+
+  /**
+   * The challenge a check is about. Only the newest delivered code of a phone works: decided from the send
    * numbers, rather than by marking older codes, so a slow delivery that finishes last cannot revive an older code.
    */
   async function findChallenge(by: { challengeId: string } | { phone: string }): Promise<Challenge> {
     let challenge: Challenge | null;
     if ('challengeId' in by) {
-      challenge = await challenges.findById(by.challengeId).lean<Challenge>();
-      if (challenge?.status === 'active') {
-        const newer = await challenges.exists({ phone: challenge.phone, sendSeq: { $gt: challenge.sendSeq }, status: { $in: DELIVERED } });
-        if (newer) challenge = null;
-      }
+      challenge = (await challenges.collection.findOne({ _id: by.challengeId as never })) as Challenge | null;
     } else {
       const { e164 } = parsePhone(by.phone, settings.defaultCountry, testNumbers);
-      challenge = await challenges.findOne({ phone: e164, status: { $in: DELIVERED } }).sort({ sendSeq: -1 }).lean<Challenge>();
+      const newest = (await readPhone(e164))?.sends.find((send) => !send.failed);
+      challenge = newest ? ((await challenges.collection.findOne({ phone: e164, sendSeq: newest.seq })) as Challenge | null) : null;
     }
     if (!challenge || challenge.status !== 'active') {
       throw new AppError('not_found', 'There is no active code for this request. Ask for a new one.');
@@ -180,11 +221,19 @@ export function createOtpService(deps: OtpDeps) {
     return challenge;
   }
 
+  /** Whether a newer code than this one was sent (and not failed) to its phone: then this one no longer works. */
+  async function isSuperseded(challenge: Challenge): Promise<boolean> {
+    const state = await readPhone(challenge.phone);
+    if (state) return state.sends.some((send) => send.seq > challenge.sendSeq && !send.failed);
+    // A phone without its document (sent before it existed).
+    return !!(await challenges.exists({ phone: challenge.phone, sendSeq: { $gt: challenge.sendSeq }, status: { $in: ['active', 'consumed'] } }));
+  }
+
   /**
    * Takes an attempt slot of the challenge (the challenge id's holder and guesses by phone have a budget each, so a
    * stranger who knows the phone cannot spend the owner's) and one of the phone's daily failure slots, in one write.
    */
-  async function reserveAttempt(challenge: Challenge, byHolder: boolean, now: Date): Promise<number> {
+  async function reserveAttempt(challenge: Challenge, byHolder: boolean, now: Date): Promise<{ slot: number; taken: string[] }> {
     const attempts = {
       scope: `otp:${challenge._id}:${byHolder ? 'attempt' : 'phone-attempt'}`,
       limit: settings.maxAttempts,
@@ -197,145 +246,208 @@ export function createOtpService(deps: OtpDeps) {
       throw new AppError('too_many_attempts', 'Too many wrong codes for this phone today. Sign in through WhatsApp or Telegram.');
     }
     if (full.length > 0) throw new AppError('too_many_attempts', 'Too many wrong codes. Ask for a new one.');
-    return taken.get(attempts.scope)!;
+    return { slot: taken.get(attempts.scope)!, taken: [...taken].map(([scope, slot]) => `${scope}:${slot}`) };
+  }
+
+  /**
+   * Sends a code to a phone. `via` replaces the channel's usual sender: a chat that is asked for a code answers
+   * in the conversation itself (within its reply window) instead of, say, a WhatsApp template.
+   */
+  async function requestCode(input: RequestCodeInput, repairs = 1): Promise<{
+    challengeId: string;
+    channel: Channel;
+    expiresIn: number;
+    resendIn: number;
+  }> {
+    const { e164: phone, country } = parsePhone(input.phone, settings.defaultCountry, testNumbers);
+    const fixedCode = testNumbers.get(phone);
+    // Checked before anything is sent or stored: the defence against SMS pumping to premium ranges.
+    if (allowedCountries && !fixedCode && (!country || !allowedCountries.has(country))) {
+      throw new AppError('country_not_allowed', 'We do not send codes to numbers in this country.', { country: country ?? null });
+    }
+    const now = clock.now();
+    const ipKey = ipLimitKey(input.ip);
+    // Round trip 1: three point lookups side by side.
+    const [user, failuresSpent, state] = await Promise.all([
+      identities.findByPhone(phone),
+      slots.isFull(failureCounter(phone, now)),
+      readPhone(phone),
+    ]);
+    if (failuresSpent) {
+      log.warn({ phone: maskPhone(phone), limit: settings.maxFailuresPerDay }, 'otp failure budget exhausted');
+      await audit.record({ type: 'otp.failure_budget_exhausted', phone, ip: input.ip, detail: { limit: settings.maxFailuresPerDay } });
+      throw failureBudgetSpent();
+    }
+    const sendSeq = nextSendSeq(state, ipKey, now);
+    const chosen = input.via ? { sender: input.via, reachable: true } : await chooseSender(input.channel, phone, user, !!fixedCode);
+    const { sender } = chosen;
+    // A blocked user's phone costs nothing and is told nothing: the answer is the one any number gets.
+    const skipped = user?.status === 'blocked' ? 'blocked_user' : chosen.reachable ? undefined : 'unreachable';
+    const sends = !fixedCode && !skipped;
+    const budgets = sends && !input.via && PAID.includes(sender.channel) ? budgetsFor(country, input.ip, now) : [];
+
+    const challengeId = randomBytes(16).toString('base64url');
+    const code = fixedCode ?? newCode();
+    const expiresAt = new Date(now.getTime() + settings.ttlSeconds * 1000);
+    const send: OtpPhoneSend = { seq: sendSeq, at: now, ipKey };
+    const previousSends = state?.sends ?? [];
+    // Round trip 2, side by side: a slot of every paid-send budget (all or none); the challenge, under the unique
+    // (phone, sendSeq) index that lets one of concurrent requests send; the phone's document with this send. The
+    // challenge is usable at once: whoever holds the code holds it from the moment it is sent, and a newer send
+    // makes it the phone's newest (see isSuperseded). It is stored before it is sent, so a code that reached a
+    // phone always has its record.
+    const [budgetOutcome, inserted, recorded] = await Promise.allSettled([
+      budgets.length > 0 ? slots.take(budgets) : Promise.resolve({ full: [] as SlotRequest[], taken: new Map<string, number>() }),
+      challenges.collection.insertOne({
+        _id: challengeId as never,
+        phone,
+        channel: sender.channel,
+        codeHash: digest(challengeId, code),
+        sendSeq,
+        status: 'active',
+        testNumber: !!fixedCode,
+        ...(skipped ? { skipped } : {}),
+        expiresAt,
+        ip: input.ip,
+        ipKey,
+        createdAt: now,
+        cleanupAt: new Date(expiresAt.getTime() + HOUR_MS),
+      }),
+      recordSend(phone, { lastSeq: sendSeq, sends: [send, ...previousSends].slice(0, sendsKept), cleanupAt: phoneCleanupAt(now) }),
+    ]);
+    const budgetSlots = budgetOutcome.status === 'fulfilled' ? [...budgetOutcome.value.taken].map(([scope, slot]) => `${scope}:${slot}`) : [];
+    const budgetFull = budgetOutcome.status === 'fulfilled' ? budgetOutcome.value.full : [];
+    const failure = [inserted, budgetOutcome, recorded].find((outcome) => outcome.status === 'rejected');
+    if (failure || budgetFull.length > 0) {
+      // Nothing will be sent: the budget slots go back, and a stored challenge and its send are undone.
+      await Promise.all([
+        ...budgetSlots.map((key) => reservations.release(key)),
+        ...(inserted.status === 'fulfilled'
+          ? [
+              challenges.collection.deleteOne({ _id: challengeId as never }),
+              otpPhones.collection.updateOne({ _id: phone as never }, { $set: { sends: previousSends } }),
+            ]
+          : []),
+      ]);
+    }
+    if (inserted.status === 'rejected') {
+      if (!isDuplicateKey(inserted.reason)) throw inserted.reason;
+      // A concurrent request took this send, or the phone's document was behind: rebuilt from the challenges, it
+      // gives the true wait; if it allows a send now, the request is tried once more.
+      const rebuilt = await rebuildPhone(phone, now);
+      nextSendSeq(rebuilt, ipKey, now);
+      if (repairs > 0) return requestCode(input, repairs - 1);
+      throw rateLimited(settings.resendSeconds || 1);
+    }
+    if (failure) throw (failure as PromiseRejectedResult).reason;
+    if (budgetFull.length > 0) {
+      const names = budgets.filter((budget) => budgetFull.includes(budget)).map((budget) => budget.name);
+      const retryAt = Math.max(...budgets.filter((budget) => budgetFull.includes(budget)).map((budget) => budget.endsAt));
+      log.error({ phone: maskPhone(phone), channel: sender.channel, country, budgets: names }, 'otp send budget exhausted');
+      await audit.record({ type: 'otp.budget_exhausted', channel: sender.channel, phone, ip: input.ip, detail: { budget: names[0], budgets: names } });
+      throw new AppError('rate_limited', 'We are sending too many codes right now. Try again later.', {
+        retryAfter: Math.max(1, secondsBetween(now, new Date(retryAt))),
+      });
+    }
+
+    if (sends) {
+      try {
+        await sender.send({ channel: sender.channel, phone, user, code, text: renderCodeText(settings.messageTemplate, code, ttlMinutes), ttlMinutes });
+      } catch (error) {
+        await Promise.all([
+          challenges.updateOne({ _id: challengeId }, { $set: { status: 'failed' } }),
+          otpPhones.collection.updateOne(
+            { _id: phone as never },
+            { $set: { sends: [{ ...send, failed: true }, ...previousSends].slice(0, sendsKept) } },
+          ),
+        ]);
+        const detail =
+          error instanceof DeliveryError
+            ? { provider: error.provider, reason: scrubExternalText(error.message), providerDetail: error.providerDetail }
+            : { reason: scrubExternalText(String(error)) };
+        log.warn({ phone: maskPhone(phone), channel: sender.channel, ...detail }, 'otp delivery failed');
+        await audit.record({ type: 'otp.delivery_failed', channel: sender.channel, phone, ip: input.ip, detail: { provider: sender.provider } });
+        throw new AppError('delivery_failed', 'We could not deliver the code. Try again in a moment.', { channel: sender.channel });
+      }
+    }
+
+    await (skipped === 'blocked_user'
+      ? audit.record({ type: 'otp.blocked_user_skipped', channel: sender.channel, userId: user!._id, phone, ip: input.ip })
+      : audit.record({
+          type: 'otp.sent',
+          channel: sender.channel,
+          phone,
+          ip: input.ip,
+          detail: { provider: fixedCode ? 'test_number' : skipped ? 'none' : sender.provider },
+        }));
+    return {
+      challengeId,
+      channel: sender.channel,
+      expiresIn: settings.ttlSeconds,
+      resendIn: settings.resendSeconds,
+    };
+  }
+
+  /**
+   * Checks a code and spends it; `alongside` runs beside the spending writes (a login finds or makes its user there,
+   * so the check stays within its round trips). Of any number of concurrent right answers exactly one passes.
+   */
+  async function spendCode<T>(input: CodeCheck, alongside: (phone: string) => Promise<T>): Promise<{ challenge: Challenge; result: T }> {
+    // Round trip 1 (by phone: 2): the challenge.
+    const challenge = await findChallenge(input);
+    const now = clock.now();
+    if (challenge.expiresAt.getTime() <= now.getTime()) throw new AppError('expired', 'This code has expired. Ask for a new one.');
+    // Round trip 2: an attempt slot, and whether a newer code was sent, side by side.
+    const [attempt, superseded] = await Promise.allSettled([
+      reserveAttempt(challenge, 'challengeId' in input, now),
+      'challengeId' in input ? isSuperseded(challenge) : Promise.resolve(false),
+    ]);
+    if (superseded.status === 'rejected') throw superseded.reason;
+    if (superseded.value) {
+      // A dead code spends nothing: the slots go back.
+      if (attempt.status === 'fulfilled') await Promise.all(attempt.value.taken.map((key) => reservations.release(key)));
+      throw new AppError('not_found', 'There is no active code for this request. Ask for a new one.');
+    }
+    if (attempt.status === 'rejected') throw attempt.reason;
+    const { slot } = attempt.value;
+
+    const expected = asBuffer(challenge.codeHash);
+    const given = digest(challenge._id, input.code);
+    if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
+      await audit.record({ type: 'otp.verify_failed', channel: challenge.channel, phone: challenge.phone, ip: input.ip, detail: { attempt: slot } });
+      throw new AppError('invalid_code', 'That code is not right.', { attemptsRemaining: settings.maxAttempts - slot });
+    }
+    // Round trip 3: the single use, a unique-key insert.
+    if (!(await reservations.reserve(`otp:${challenge._id.toString()}:used`, settings.ttlSeconds + 3600))) {
+      throw new AppError('not_found', 'This code has already been used. Ask for a new one.');
+    }
+    // Round trip 4: the code is spent, a right code starts the phone's failure count again, and the user is
+    // found or made (for a login), side by side.
+    const [result] = await Promise.all([
+      alongside(challenge.phone),
+      challenges.updateOne({ _id: challenge._id }, { $set: { status: 'consumed' } }),
+      slots.reset(failureCounter(challenge.phone, now)),
+    ]);
+    return { challenge, result };
   }
 
   return {
-    /**
-     * Sends a code to a phone. `via` replaces the channel's usual sender: a chat that is asked for a code answers
-     * in the conversation itself (within its reply window) instead of, say, a WhatsApp template.
-     */
-    async requestCode(input: { phone: string; channel: RequestedChannel; ip?: string | undefined; via?: CodeSender }) {
-      const { e164: phone, country } = parsePhone(input.phone, settings.defaultCountry, testNumbers);
-      const fixedCode = testNumbers.get(phone);
-      // Checked before anything is sent or stored: the defence against SMS pumping to premium ranges.
-      if (allowedCountries && !fixedCode && (!country || !allowedCountries.has(country))) {
-        throw new AppError('country_not_allowed', 'We do not send codes to numbers in this country.', { country: country ?? null });
-      }
-      const now = clock.now();
-      const ipKey = ipLimitKey(input.ip);
-      // Round trip 1: the three reads run side by side.
-      const [user, failuresSpent, sendSeq] = await Promise.all([
-        identities.findByPhone(phone),
-        slots.isFull(failureCounter(phone, now)),
-        nextSendSeq(phone, ipKey, now),
-      ]);
-      if (failuresSpent) {
-        log.warn({ phone: maskPhone(phone), limit: settings.maxFailuresPerDay }, 'otp failure budget exhausted');
-        await audit.record({ type: 'otp.failure_budget_exhausted', phone, ip: input.ip, detail: { limit: settings.maxFailuresPerDay } });
-        throw failureBudgetSpent();
-      }
-      const chosen = input.via ? { sender: input.via, reachable: true } : await chooseSender(input.channel, phone, user, !!fixedCode);
-      const { sender } = chosen;
-      // A blocked user's phone costs nothing and is told nothing: the answer is the one any number gets.
-      const skipped = user?.status === 'blocked' ? 'blocked_user' : chosen.reachable ? undefined : 'unreachable';
-      const sends = !fixedCode && !skipped;
-
-      // Round trip 2: one slot of every paid-send budget, all or none.
-      let budgetSlots: string[] = [];
-      if (sends && !input.via && PAID.includes(sender.channel)) {
-        const budgets = budgetsFor(country, input.ip, now);
-        const { full, taken } = await slots.take(budgets);
-        if (full.length > 0) {
-          const names = budgets.filter((budget) => full.includes(budget)).map((budget) => budget.name);
-          const retryAt = Math.max(...budgets.filter((budget) => full.includes(budget)).map((budget) => budget.endsAt));
-          log.error({ phone: maskPhone(phone), channel: sender.channel, country, budgets: names }, 'otp send budget exhausted');
-          await audit.record({ type: 'otp.budget_exhausted', channel: sender.channel, phone, ip: input.ip, detail: { budget: names[0], budgets: names } });
-          throw new AppError('rate_limited', 'We are sending too many codes right now. Try again later.', {
-            retryAfter: Math.max(1, secondsBetween(now, new Date(retryAt))),
-          });
-        }
-        budgetSlots = [...taken].map(([scope, slot]) => `${scope}:${slot}`);
-      }
-
-      const challengeId = randomBytes(16).toString('base64url');
-      const code = fixedCode ?? newCode();
-      const expiresAt = new Date(now.getTime() + settings.ttlSeconds * 1000);
-      try {
-        // Stored before it is sent, as "pending": a code that reached a phone always has its record.
-        await challenges.collection.insertOne({
-          _id: challengeId as never,
-          phone,
-          channel: sender.channel,
-          codeHash: digest(challengeId, code),
-          sendSeq,
-          status: 'pending',
-          testNumber: !!fixedCode,
-          ...(skipped ? { skipped } : {}),
-          expiresAt,
-          ip: input.ip,
-          ipKey,
-          createdAt: now,
-          cleanupAt: new Date(now.getTime() + 86_400_000),
-        });
-      } catch (error) {
-        // Nothing will be sent: the budget slots go back.
-        await Promise.all(budgetSlots.map((key) => reservations.release(key)));
-        // A concurrent request for the same phone took this send.
-        if (isDuplicateKey(error)) throw rateLimited(settings.resendSeconds || 1);
-        throw error;
-      }
-
-      if (sends) {
-        try {
-          await sender.send({ channel: sender.channel, phone, user, code, text: renderCodeText(settings.messageTemplate, code, ttlMinutes), ttlMinutes });
-        } catch (error) {
-          await challenges.updateOne({ _id: challengeId }, { $set: { status: 'failed' } });
-          const detail =
-            error instanceof DeliveryError
-              ? { provider: error.provider, reason: scrubExternalText(error.message), providerDetail: error.providerDetail }
-              : { reason: scrubExternalText(String(error)) };
-          log.warn({ phone: maskPhone(phone), channel: sender.channel, ...detail }, 'otp delivery failed');
-          await audit.record({ type: 'otp.delivery_failed', channel: sender.channel, phone, ip: input.ip, detail: { provider: sender.provider } });
-          throw new AppError('delivery_failed', 'We could not deliver the code. Try again in a moment.', { channel: sender.channel });
-        }
-      }
-
-      // From here it is the phone's newest code, and older ones stop working (see findChallenge).
-      await Promise.all([
-        challenges.updateOne({ _id: challengeId }, { $set: { status: 'active' } }),
-        skipped === 'blocked_user'
-          ? audit.record({ type: 'otp.blocked_user_skipped', channel: sender.channel, userId: user!._id, phone, ip: input.ip })
-          : audit.record({
-              type: 'otp.sent',
-              channel: sender.channel,
-              phone,
-              ip: input.ip,
-              detail: { provider: fixedCode ? 'test_number' : skipped ? 'none' : sender.provider },
-            }),
-      ]);
-      return {
-        challengeId,
-        channel: sender.channel,
-        expiresIn: settings.ttlSeconds,
-        resendIn: settings.resendSeconds,
-      };
-    },
+    requestCode: (input: RequestCodeInput) => requestCode(input),
 
     /** Checks a code; of any number of concurrent right answers exactly one gets the user. */
-    async verifyCode(input: ({ challengeId: string } | { phone: string }) & { code: string; ip?: string | undefined }) {
-      const challenge = await findChallenge(input);
-      const now = clock.now();
-      if (challenge.expiresAt.getTime() <= now.getTime()) throw new AppError('expired', 'This code has expired. Ask for a new one.');
-      const slot = await reserveAttempt(challenge, 'challengeId' in input, now);
-
-      const expected = asBuffer(challenge.codeHash);
-      const given = digest(challenge._id, input.code);
-      if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
-        await audit.record({ type: 'otp.verify_failed', channel: challenge.channel, phone: challenge.phone, ip: input.ip, detail: { attempt: slot } });
-        throw new AppError('invalid_code', 'That code is not right.', { attemptsRemaining: settings.maxAttempts - slot });
-      }
-      if (!(await reservations.reserve(`otp:${challenge._id.toString()}:used`, settings.ttlSeconds + 3600))) {
-        throw new AppError('not_found', 'This code has already been used. Ask for a new one.');
-      }
-      // A right code starts the phone's failure count again.
-      await Promise.all([
-        challenges.updateOne({ _id: challenge._id }, { $set: { status: 'consumed' } }),
-        slots.reset(failureCounter(challenge.phone, now)),
-      ]);
-      const user = await identities.resolveByPhone(challenge.phone);
+    async verifyCode(input: CodeCheck) {
+      const { challenge, result: user } = await spendCode(input, (phone) => identities.resolveByPhone(phone));
       await audit.record({ type: 'otp.verify_ok', channel: challenge.channel, userId: user._id, phone: challenge.phone, ip: input.ip });
       return { user, channel: challenge.channel as Channel };
+    },
+
+    /**
+     * Checks a code and spends it, without signing anyone in: the proof that whoever asks holds the phone (a change of
+     * phone number uses it). Of any number of concurrent right answers exactly one passes.
+     */
+    async checkCode(input: CodeCheck): Promise<{ phone: string; channel: Channel }> {
+      const { challenge } = await spendCode(input, async () => undefined);
+      return { phone: challenge.phone, channel: challenge.channel as Channel };
     },
   };
 }

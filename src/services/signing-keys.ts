@@ -11,6 +11,8 @@ export interface SigningKeys {
   /** The public JWKS, serialised once at start: published as is. */
   publicJwksJson: string;
   publicJwks: { keys: JWK[] };
+  /** The private keys with their alg and kid, for the OpenID Provider (src/oidc), which signs ID tokens with them. */
+  privateJwks: { keys: JWK[] };
 }
 
 // What is published of each key type: its public members only, copied by name. An allow-list, so a key type or member
@@ -54,7 +56,10 @@ export async function importSigningKeys(jwksJson: string, defaultAlg: SigningAlg
   const alg = published[0]!.alg!;
   const privateKey = (await importJWK(signing, alg)) as CryptoKey;
   const publicJwks = { keys: published };
-  return { alg, kid: published[0]!.kid!, privateKey, publicJwks, publicJwksJson: JSON.stringify(publicJwks) };
+  const privateJwks = {
+    keys: keys.flatMap((jwk, index) => (jwk.d ? [{ ...jwk, alg: published[index]!.alg, kid: published[index]!.kid, use: 'sig' }] : [])),
+  };
+  return { alg, kid: published[0]!.kid!, privateKey, publicJwks, publicJwksJson: JSON.stringify(publicJwks), privateJwks };
 }
 
 export async function generateSigningJwks(alg: SigningAlg): Promise<string> {

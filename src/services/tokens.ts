@@ -6,6 +6,7 @@ import type { RefreshToken } from '../../models/refresh-token.js';
 import type { Session } from '../../models/session.js';
 import type { User } from '../../models/user.js';
 import type { Clock } from '../clock.js';
+import { describeDevice } from '../chat-texts.js';
 import { AppError } from '../errors.js';
 import type { AuditTrail } from './audit.js';
 import { assertActiveUser, publicUser, type IdentityService } from './identities.js';
@@ -39,10 +40,14 @@ export interface AccessClaims extends JWTPayload {
   amr: Channel[];
   phone_number?: string;
   phone_number_verified?: boolean;
+  /** When the person last proved themselves (the login that opened the session); kept across refreshes. */
+  auth_time?: number;
 }
 
 export interface RequestContext {
   ip?: string | undefined;
+  /** The login request's User-Agent; only a reduced description of it is stored (describeDevice). */
+  userAgent?: string | undefined;
 }
 
 const REFRESH_PREFIX = 'cgrt_';
@@ -54,9 +59,9 @@ export function createTokenService(deps: TokenDeps) {
   const publicKeys = createLocalJWKSet(keys.publicJwks);
   const algorithms = [...new Set(keys.publicJwks.keys.map((key) => key.alg!))];
 
-  async function signAccessToken(user: User, sessionId: Types.ObjectId, channel: Channel): Promise<string> {
+  async function signAccessToken(user: User, sessionId: Types.ObjectId, channel: Channel, authTime: Date): Promise<string> {
     const nowSeconds = Math.floor(clock.now().getTime() / 1000);
-    const claims: Record<string, unknown> = { sid: sessionId.toString(), amr: [channel] };
+    const claims: Record<string, unknown> = { sid: sessionId.toString(), amr: [channel], auth_time: Math.floor(authTime.getTime() / 1000) };
     if (user.phone) {
       claims.phone_number = user.phone;
       // Every way a phone reaches a user proves it: an SMS or WhatsApp code, a WhatsApp message from it, or
@@ -98,9 +103,10 @@ export function createTokenService(deps: TokenDeps) {
     return token;
   }
 
-  async function tokenResponse(user: User, session: { _id: Types.ObjectId; userId: Types.ObjectId; channel: Channel }, refreshToken: string) {
+  async function tokenResponse(user: User, session: { _id: Types.ObjectId; userId: Types.ObjectId; channel: Channel; createdAt: Date }, refreshToken: string) {
     return {
-      accessToken: await signAccessToken(user, session._id, session.channel),
+      // The session began with the login, so its start is the time of the last proof.
+      accessToken: await signAccessToken(user, session._id, session.channel, session.createdAt),
       refreshToken,
       tokenType: 'Bearer' as const,
       expiresIn: settings.accessTtlSeconds,
@@ -140,10 +146,18 @@ export function createTokenService(deps: TokenDeps) {
     async issueForLogin(user: User, channel: Channel, context: RequestContext) {
       assertActiveUser(user);
       const now = clock.now();
-      const session = { _id: new Types.ObjectId(), userId: user._id, channel };
-      await sessions.collection.insertOne({ ...session, createdAt: now, cleanupAt: sessionCleanupAt(now) });
-      const refreshToken = await mintRefreshToken(session);
-      await identities.recordLogin(user._id, channel);
+      const session = { _id: new Types.ObjectId(), userId: user._id, channel, createdAt: now };
+      // One round trip: the ids are made here, so the session, its first token and the login stamp go side by side.
+      const [, refreshToken] = await Promise.all([
+        sessions.collection.insertOne({
+          ...session,
+          ...(context.ip ? { ip: context.ip } : {}),
+          ...(context.userAgent ? { device: describeDevice(context.userAgent) } : {}),
+          cleanupAt: sessionCleanupAt(now),
+        }),
+        mintRefreshToken(session),
+        identities.recordLogin(user._id, channel),
+      ]);
       await audit.record({ type: 'tokens.issued', channel, userId: user._id, ip: context.ip, detail: { sessionId: session._id.toString() } });
       return tokenResponse({ ...user, lastLoginAt: now, lastLoginChannel: channel }, session, refreshToken);
     },
@@ -153,19 +167,27 @@ export function createTokenService(deps: TokenDeps) {
      * successor is a replay: within the grace it is given that successor again, after it the whole session dies.
      */
     async refresh(presented: string, context: RequestContext) {
+      // Round trip 1: the token by its unique digest; 2: its session and user side by side; 3: the successor.
       const current = await refreshTokens.findOne({ tokenHash: sha256(presented) }).lean<RefreshToken>();
       if (!current) throw new AppError('invalid_token', 'The refresh token is not valid.');
-      const session = await sessions.findById(current.sessionId).lean<Session>();
+      const [session, user] = await Promise.all([sessions.findById(current.sessionId).lean<Session>(), identities.findById(current.userId)]);
       if (!session || session.revokedAt) throw signedOut();
       if (current.expiresAt.getTime() <= clock.now().getTime()) throw new AppError('token_expired', 'The refresh token has expired.');
-      const user = await identities.findById(current.userId);
       // A user retired by a merge takes its sessions with it.
       if (!user) throw signedOut();
       assertActiveUser(user);
 
       let next: string;
+      const now = clock.now();
+      // The session's stamp goes with the successor; if the rotation loses (a replay), the stamp is harmless.
+      const [minted, stamped] = await Promise.allSettled([
+        mintRefreshToken(session, { id: current._id, token: presented }),
+        sessions.updateOne({ _id: session._id }, { $set: { lastRefreshedAt: now, cleanupAt: sessionCleanupAt(now) } }),
+      ]);
       try {
-        next = await mintRefreshToken(session, { id: current._id, token: presented });
+        if (stamped.status === 'rejected') throw stamped.reason;
+        if (minted.status === 'rejected') throw minted.reason;
+        next = minted.value;
       } catch (error) {
         if (!isDuplicateKey(error)) throw error;
         // Rotated already. Just now (a double-fired refresh): the same successor again. Longer ago: a replay.
@@ -179,8 +201,6 @@ export function createTokenService(deps: TokenDeps) {
         await audit.record({ type: 'tokens.reuse_detected', channel: session.channel, userId: session.userId, ip: context.ip, detail: { sessionId: session._id.toString() } });
         throw new AppError('token_reused', 'This refresh token was already used; the session has been signed out.');
       }
-      const now = clock.now();
-      await sessions.updateOne({ _id: session._id }, { $set: { lastRefreshedAt: now, cleanupAt: sessionCleanupAt(now) } });
       await audit.record({ type: 'tokens.refreshed', channel: session.channel, userId: user._id, ip: context.ip });
       return tokenResponse(user, session, next);
     },

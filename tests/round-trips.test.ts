@@ -1,0 +1,77 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createCommandCounter, type CommandCounter } from '../src/db/command-counter.js';
+import { buildTestApp, signInBySms, uniquePhone, type TestApp, type TokenPair } from './helpers/app.js';
+
+// Database round trips per request, counted with the driver's command monitoring. `depth` is the number of sequential
+// round trips (commands sent side by side count once); `commands` every command sent. Audit events are written in
+// batches off the request path, so their collection is left out here and counted in its own test.
+
+let testApp: TestApp;
+let counter: CommandCounter;
+
+beforeAll(async () => {
+  testApp = await buildTestApp();
+  counter = createCommandCounter(testApp.database.connection);
+  // Enough pooled connections for commands sent side by side: one that first had to open a connection could start
+  // after its sibling finished and be counted as a round trip of its own.
+  const users = testApp.database.connection.collection('users');
+  await Promise.all(Array.from({ length: 8 }, () => users.findOne({ _id: 'warm-up' as never })));
+  return () => counter.stop();
+});
+
+const measure = (work: () => Promise<{ statusCode: number; body: string }>) =>
+  counter.count(async () => {
+    const response = await work();
+    if (response.statusCode !== 200) throw new Error(`${response.statusCode} ${response.body}`);
+    return response;
+  }, { ignore: ['audit_events'] });
+
+const post = (url: string, payload: object, headers: Record<string, string> = {}) => testApp.app.inject({ method: 'POST', url, payload, headers });
+
+const names = (commands: { name: string; collection: string | undefined }[]) => commands.map((command) => `${command.name} ${command.collection}`).sort();
+
+describe('database round trips per request', () => {
+  it('an OTP request: 2 sequential round trips (3 point lookups, then 3 writes side by side)', async () => {
+    const phone = uniquePhone();
+    const { depth, commands } = await measure(() => post('/auth/otp/request', { phone }));
+    expect(depth).toBe(2);
+    expect(names(commands)).toEqual(
+      ['find reservations', 'find otp_phones', 'find users', 'insert reservations', 'insert challenges', 'update otp_phones'].sort(),
+    );
+  });
+
+  it('a verify by challenge id with token issue: 5 sequential round trips, 10 commands', async () => {
+    const phone = uniquePhone();
+    const { challengeId } = (await post('/auth/otp/request', { phone })).json() as { challengeId: string };
+    const code = testApp.sms.lastCodeFor(phone);
+    const { depth, commands } = await measure(() => post('/auth/otp/verify', { challengeId, code }));
+    expect(depth).toBe(5);
+    expect(commands).toHaveLength(10);
+  });
+
+  it('a verify by phone with token issue: at most 6 sequential round trips', async () => {
+    const phone = uniquePhone();
+    await post('/auth/otp/request', { phone });
+    const code = testApp.sms.lastCodeFor(phone);
+    const { depth, commands } = await measure(() => post('/auth/otp/verify', { phone, code }));
+    expect(depth).toBeLessThanOrEqual(6);
+    expect(commands.length).toBeLessThanOrEqual(10);
+  });
+
+  it('a refresh: 3 sequential round trips, 5 commands', async () => {
+    const tokens: TokenPair = await signInBySms(testApp);
+    const { depth, commands } = await measure(() => post('/auth/token/refresh', { refreshToken: tokens.refreshToken }));
+    expect(depth).toBe(3);
+    expect(names(commands)).toEqual(['find refresh_tokens', 'find sessions', 'find users', 'insert refresh_tokens', 'update sessions'].sort());
+  });
+
+  it('/auth/me: 1 round trip (session and user side by side)', async () => {
+    const tokens = await signInBySms(testApp);
+    const { depth, commands } = await measure(() =>
+      testApp.app.inject({ method: 'GET', url: '/auth/me', headers: { authorization: `Bearer ${tokens.accessToken}` } }),
+    );
+    expect(depth).toBe(1);
+    expect(names(commands)).toEqual(['find sessions', 'find users']);
+  });
+
+});
