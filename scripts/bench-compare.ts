@@ -112,7 +112,7 @@ try {
   ];
 
   const widths = [13, 13, 5, 9, 9, 7, 9, 9, 11, 11, 9, 9];
-  const header = ['scenario', 'against', 'conns', 'Chatgate/s', 'other/s', 'ratio', 'p50 ms', 'other p50', 'trips/req', 'other trips', 'RSS MiB', 'other RSS'];
+  const header = ['scenario', 'against', 'conns', 'Chatgate/s', 'other/s', 'ratio', 'p50 ms', 'other p50', 'cmds/req', 'other cmds', 'RSS MiB', 'other RSS'];
   process.stdout.write(`${formatRow(header, widths)}\n`);
   for (const pair of pairs) {
     for (const connections of connectionCounts) {

@@ -42,7 +42,7 @@ try {
   for (let i = 0; i < Math.max(...connectionCounts) * 2 * connectionCounts.length; i++) refreshTokens.push((await loginOnce(gateway.base, sink.codes)).refreshToken);
   const scenarios = chatgateScenarios(gateway.base, sink.codes, tokens, refreshTokens);
   const widths = [12, 5, 8, 7, 7, 7, 12, 8];
-  const lines = [formatRow(['scenario', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'db trips/req', 'RSS MiB'], widths)];
+  const lines = [formatRow(['scenario', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'db cmds/req', 'RSS MiB'], widths)];
   process.stdout.write(`${lines[0]}\n`);
   for (const [name, scenario] of Object.entries(scenarios)) {
     if (wanted && !wanted.includes(name)) continue;
@@ -68,7 +68,7 @@ try {
   process.stdout.write(
     `\nChatgate at LOG_LEVEL=${process.env.LOG_LEVEL ?? 'info'}, ${seconds} s per run, ${stored} stored users, on ${engine.description}; ` +
       `${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown CPU'}), load average ${os.loadavg()[0]!.toFixed(1)}. ` +
-      `req/s counts logins for "login" (request + verify); p50/p99 are per HTTP request; round trips are counted on the wire.\n`,
+      `req/s counts logins for "login" (request + verify); p50/p99 are per HTTP request; database commands are counted on the wire (side by side ones separately).\n`,
   );
 } finally {
   await gateway.stop();
