@@ -83,8 +83,8 @@ async function main(argv: string[]): Promise<number> {
     return target;
   };
   const database = await connectDatabase(databaseUri());
+  const audit = createAuditTrail(database.models.AuditEvent, systemClock, (error) => console.error('audit write failed:', error));
   try {
-    const audit = createAuditTrail(database.models.AuditEvent, systemClock, (error) => console.error('audit write failed:', error));
     const admin = createAdminService({ models: database.models, audit, clock: systemClock });
     const actor: Actor = { via: 'cli', name: userInfo().username };
     let result: unknown;
@@ -136,6 +136,8 @@ async function main(argv: string[]): Promise<number> {
     console.log(values.json ? JSON.stringify(result, null, 2) : text(result).trimStart());
     return 0;
   } finally {
+    // Audit events are written in batches: every one of this command's goes out before the connection closes.
+    await audit.close();
     await database.close();
   }
 }

@@ -78,6 +78,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Prototype-poisoning payloads are refused, not cleaned.
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
+    // Errors the router meets before any route (a malformed URL, an over-long path segment) get our error shape too.
+    frameworkErrors: (error, request, reply) => {
+      errorHandler(error, request, reply);
+    },
     // Ids: the caller's X-Request-Id when safe, else a random one; in every log line as requestId.
     genReqId: requestIdFor,
     requestIdHeader: false,

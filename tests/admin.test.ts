@@ -10,6 +10,11 @@ const ADMIN_TOKEN = 'admin-token-that-is-long-enough-0123456789';
 const testApp = await buildTestApp({ ADMIN_API_TOKEN: ADMIN_TOKEN, METRICS_TOKEN: 'metrics-token-0123456789', OTP_RESEND_SECONDS: '0' });
 const { app, clock, database, sms } = testApp;
 const db = database.connection;
+// Audit events are written in batches: flush before reading them.
+const auditEvents = async () => {
+  await app.services.audit.flush();
+  return db.collection('audit_events');
+};
 
 const admin = (method: 'GET' | 'POST' | 'DELETE', url: string, payload?: object, token = ADMIN_TOKEN) =>
   app.inject({ method, url, headers: { authorization: `Bearer ${token}` }, ...(payload ? { payload } : {}) });
@@ -18,14 +23,14 @@ const refresh = (refreshToken: string) => app.inject({ method: 'POST', url: '/au
 
 describe('the admin API', () => {
   it('refuses a wrong token, or none, with 401 and audits nothing', async () => {
-    const before = await db.collection('audit_events').countDocuments({ type: /^admin\./ });
+    const before = await (await auditEvents()).countDocuments({ type: /^admin\./ });
     for (const headers of [{ authorization: 'Bearer wrong-token' }, { authorization: `Bearer ${ADMIN_TOKEN}x` }, {}]) {
       const response = await app.inject({ method: 'GET', url: '/admin/users?phone=%2B447911000001', headers });
       expect(response.statusCode).toBe(401);
       expect(response.json()).toMatchObject({ error: 'unauthorized' });
       expect(response.headers['www-authenticate']).toContain('Bearer');
     }
-    expect(await db.collection('audit_events').countDocuments({ type: /^admin\./ })).toBe(before);
+    expect(await (await auditEvents()).countDocuments({ type: /^admin\./ })).toBe(before);
   });
 
   it('is not there without ADMIN_API_TOKEN', async () => {
@@ -43,7 +48,7 @@ describe('the admin API', () => {
       expect(response.statusCode).toBe(200);
       expect(response.json()).toMatchObject({ users: [{ id: tokens.user.id, status: 'active', block: null }] });
     }
-    const lookup = await db.collection('audit_events').findOne({ type: 'admin.lookup', 'detail.query': 'phone' });
+    const lookup = await (await auditEvents()).findOne({ type: 'admin.lookup', 'detail.query': 'phone' });
     expect(lookup).toMatchObject({ ip: '127.0.0.1', detail: { via: 'api', found: 1 } });
     expect(lookup!.phone).not.toBe(tokens.user.phone);
   });
@@ -56,6 +61,8 @@ describe('the admin API', () => {
 
   it('shows a user with sessions and last logins, and 404 for an unknown id', async () => {
     const tokens = await signInBySms(testApp);
+    // Last logins come from the audit trail, which is written in batches.
+    await app.services.audit.flush();
     const response = await admin('GET', `/admin/users/${tokens.user.id}`);
     expect(response.statusCode).toBe(200);
     expect(response.json()).toMatchObject({
@@ -79,7 +86,7 @@ describe('the admin API', () => {
     clock.advance(31);
     expect((await app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone } })).statusCode).toBe(200);
     expect(sms.sent.length).toBe(sentBefore);
-    const event = await db.collection('audit_events').findOne({ type: 'admin.user_blocked', userId: new Types.ObjectId(tokens.user.id) });
+    const event = await (await auditEvents()).findOne({ type: 'admin.user_blocked', userId: new Types.ObjectId(tokens.user.id) });
     expect(event).toMatchObject({ detail: { reason: 'SMS pumping', previousStatus: 'active', sessionsRevoked: 1, via: 'api' } });
 
     const unblocked = await admin('POST', `/admin/users/${tokens.user.id}/unblock`);
@@ -129,6 +136,7 @@ describe('the admin API', () => {
       clock.advance(60);
       await refresh((await signInBySms(testApp, phone)).refreshToken);
     }
+    await app.services.audit.flush();
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
@@ -141,7 +149,7 @@ describe('the admin API', () => {
       cursor = body.nextCursor;
     } while (cursor);
     expect(new Set(seen).size).toBe(seen.length);
-    expect(seen.length).toBe(await db.collection('audit_events').countDocuments({ userId: new Types.ObjectId(tokens.user.id) }));
+    expect(seen.length).toBe(await (await auditEvents()).countDocuments({ userId: new Types.ObjectId(tokens.user.id) }));
 
     const refreshed = (await admin('GET', `/admin/audit?phone=${encodeURIComponent(phone)}&type=tokens.refreshed`)).json() as { events: { type: string }[] };
     expect(refreshed.events).toHaveLength(3);
@@ -213,7 +221,7 @@ describe('the admin CLI (npm run admin)', () => {
     expect(blocked.stdout).toContain('status: blocked');
     expect(blocked.stdout).toContain('reason: abuse report 42');
     expect((await me(tokens)).statusCode).toBe(401);
-    const event = await db.collection('audit_events').findOne({ type: 'admin.user_blocked', userId: new Types.ObjectId(tokens.user.id) });
+    const event = await (await auditEvents()).findOne({ type: 'admin.user_blocked', userId: new Types.ObjectId(tokens.user.id) });
     expect(event).toMatchObject({ detail: { via: 'cli', reason: 'abuse report 42' } });
 
     const revoked = await cli('sessions:revoke', tokens.user.id, '--json');

@@ -62,6 +62,12 @@ describe('bad input never reaches a 500', () => {
     expect(invalid.headers['content-type']).toBe('application/json; charset=utf-8');
   });
 
+  it('an over-long path segment answers 400 invalid_request in our shape, not the router\'s 414 (found by schemathesis)', async () => {
+    const response = await app.inject({ method: 'GET', url: `/auth/login-intents/${'x'.repeat(300)}` });
+    expect(response.statusCode).toBe(400);
+    expect(response.json()).toEqual({ error: 'invalid_request', message: 'A part of the URL is too long.' });
+  });
+
   it('a wrong method on a known path answers 404 JSON', async () => {
     const response = await app.inject({ method: 'DELETE', url: '/auth/otp/request' });
     expect(response.statusCode).toBe(404);

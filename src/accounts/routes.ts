@@ -73,7 +73,7 @@ export const accountRoutes: FastifyPluginAsyncZod<{ accounts: AccountService; ra
         description: 'An id that is not one of your sessions answers 404, like an unknown one.',
         security: bearerSecurity,
         params: z.object({ id: z.string().max(64) }),
-        response: { 204: z.undefined().describe('Signed out'), ...errorResponses(...authErrors, 'not_found') },
+        response: { 204: z.undefined().describe('Signed out'), ...errorResponses(...authErrors, 'invalid_request', 'not_found') },
       },
     },
     async (request, reply) => {

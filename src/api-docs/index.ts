@@ -35,10 +35,16 @@ export async function registerApiDescription(app: FastifyInstance): Promise<void
         },
       },
     },
-    transform: jsonSchemaTransform,
+    // The OpenID Provider's endpoints are described by its discovery document, and the hosted login page's JSON calls
+    // are private to its own script: neither is part of this API's contract.
+    transform: (input) =>
+      isOutsideTheApi(input.url) ? { schema: { ...input.schema, hide: true }, url: input.url } : jsonSchemaTransform(input),
     transformObject: jsonSchemaTransformObject,
   });
 }
+
+/** Routes served but left out of the OpenAPI document (see above). */
+export const isOutsideTheApi = (url: string): boolean => url === '/login' || url.startsWith('/login/') || url.startsWith('/oidc/');
 
 /** GET /openapi.json and the reference page at /docs, both served from this process (no CDN). */
 export async function registerApiDocsRoutes(app: FastifyInstance): Promise<void> {

@@ -14,6 +14,7 @@ const fastifyCodes: Record<string, [ErrorCode, string]> = {
   // Fastify reports JSON carrying __proto__ / constructor.prototype keys with this code too.
   FST_ERR_CTP_INVALID_JSON_BODY: ['invalid_json', 'The body is not valid JSON, or carries a forbidden "__proto__" key.'],
   FST_ERR_BAD_URL: ['invalid_request', 'The URL is not valid.'],
+  FST_ERR_MAX_PARAM_LENGTH: ['invalid_request', 'A part of the URL is too long.'],
 };
 
 const byStatus: Partial<Record<number, ErrorCode>> = {
