@@ -1,73 +1,78 @@
-// npm run bench: throughput, latency and memory of the hot paths, on loopback against a real database.
-// Uses MONGODB_URI when set, else the embedded engine. Each scenario runs BENCH_SECONDS (default 5) with
-// BENCH_CONNECTIONS (default 10) connections; nothing leaves this machine.
-import autocannon from 'autocannon';
-import type { AddressInfo } from 'node:net';
-import { buildApp } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
-import { connectDatabase } from '../src/db/connection.js';
-import { startEmbeddedDatabase } from '../src/db/embedded.js';
-import type { CodeSender } from '../src/delivery/types.js';
-import { generateSigningJwks, importSigningKeys } from '../src/services/signing-keys.js';
+// npm run bench: per scenario and connection count, req/s, p50, p99, errors, database round trips per request and the
+// gateway's RSS. The gateway runs as `npm start` does, in its own process at LOG_LEVEL=info, against MONGODB_URI or
+// the embedded engine (EMBEDDED_DB_ENGINE); nothing leaves 127.0.0.1. Bounded: BENCH_SECONDS (default 5) per run.
+//   BENCH_CONNECTIONS=10,50      connection counts
+//   BENCH_SCENARIOS=health,login  a subset (health, jwks, me, otpRequest, login, refresh, loginIntent)
+//   BENCH_STORED_USERS=100000    users (and as many challenges, sessions, refresh tokens) stored before the runs
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import { chatgateScenarios, loginOnce, startChatgate } from './bench/chatgate.js';
+import {
+  connectionCounts,
+  formatRow,
+  measure,
+  seconds,
+  seed,
+  startCodeSink,
+  startEngine,
+  startRoundTripCounter,
+  withDatabase,
+} from './bench/support.js';
 
-const seconds = Number(process.env.BENCH_SECONDS ?? 5);
-const connections = Number(process.env.BENCH_CONNECTIONS ?? 10);
+const stored = Number(process.env.BENCH_STORED_USERS ?? 0);
+const wanted = process.env.BENCH_SCENARIOS?.split(',');
 
-const config = loadConfig({ NODE_ENV: 'development', LOG_LEVEL: 'warn', RATE_LIMIT_MAX: '1000000', OTP_RATE_LIMIT_MAX: '1000000' });
-const embedded = process.env.MONGODB_URI
-  ? undefined
-  : await startEmbeddedDatabase({ engine: config.EMBEDDED_DB_ENGINE, dataDir: undefined, log: () => undefined });
-const database = await connectDatabase(process.env.MONGODB_URI ?? embedded!.uri, { dbName: `chatgate_bench_${Date.now()}` });
-const keys = await importSigningKeys(await generateSigningJwks(config.JWT_ALG), config.JWT_ALG);
-
-// Codes go nowhere: the benchmark measures the gateway, not an SMS provider.
-let lastCode = '';
-const silentSms: CodeSender = { channel: 'sms', provider: 'bench', canReach: () => true, send: async ({ code }) => void (lastCode = code) };
-const app = await buildApp({ config, database, keys, pepper: 'bench-pepper-bench-pepper-bench-pepper', smsSender: silentSms });
-await app.listen({ host: '127.0.0.1', port: 0 });
-const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
-
-// One signed-in user for the authenticated scenarios.
-await fetch(`${base}/auth/otp/request`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"phone":"+919812345678"}' });
-const signIn = await fetch(`${base}/auth/otp/verify`, {
-  method: 'POST',
-  headers: { 'content-type': 'application/json' },
-  body: JSON.stringify({ phone: '+919812345678', code: lastCode }),
+const engine = await startEngine();
+const counter = await startRoundTripCounter(engine.uri);
+const sink = await startCodeSink();
+const dbName = `chatgate_bench_${randomBytes(4).toString('hex')}`;
+const seeding = Date.now();
+await seed(engine.uri, dbName, stored);
+if (stored) process.stderr.write(`seeded ${stored} users, challenges, sessions and refresh tokens in ${Math.round((Date.now() - seeding) / 1000)} s\n`);
+const gateway = await startChatgate(withDatabase(counter.uri, dbName), sink.url).catch(async (error: unknown) => {
+  counter.stop();
+  sink.stop();
+  await engine.stop();
+  throw error;
 });
-const { accessToken } = (await signIn.json()) as { accessToken: string };
 
-let phoneCounter = 0;
-const nextPhone = (): string => `+4479${String(1_000_000 + (++phoneCounter % 900_000)).padStart(8, '0')}`;
-const scenarios: { name: string; options: autocannon.Options }[] = [
-  { name: 'GET /health', options: { url: `${base}/health` } },
-  { name: 'GET /.well-known/jwks.json', options: { url: `${base}/.well-known/jwks.json` } },
-  { name: 'GET /auth/me (JWT verify + 2 reads)', options: { url: `${base}/auth/me`, headers: { authorization: `Bearer ${accessToken}` } } },
-  { name: 'POST /auth/login-intents (1 insert + audit)', options: { url: `${base}/auth/login-intents`, method: 'POST' } },
-  {
-    name: 'POST /auth/otp/request (new phone each time)',
-    options: {
-      url: `${base}/auth/otp/request`,
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      // A new phone per request, so the per-phone limits never answer instead of the gateway.
-      requests: [{ setupRequest: (request) => ({ ...request, body: JSON.stringify({ phone: nextPhone() }) }) }],
-    },
-  },
-];
-
-const rows: string[] = [];
-for (const scenario of scenarios) {
-  const result = await autocannon({ ...scenario.options, connections, duration: seconds });
-  const errors = result.non2xx + result.errors;
-  rows.push(
-    `${scenario.name.padEnd(48)} ${String(Math.round(result.requests.average)).padStart(7)} req/s   p50 ${String(result.latency.p50).padStart(4)} ms   p99 ${String(result.latency.p99).padStart(4)} ms   non-2xx/errors ${errors}`,
+try {
+  const tokens = await loginOnce(gateway.base, sink.codes);
+  const refreshTokens: string[] = [];
+  for (let i = 0; i < Math.max(...connectionCounts) * 2 * connectionCounts.length; i++) refreshTokens.push((await loginOnce(gateway.base, sink.codes)).refreshToken);
+  const scenarios = chatgateScenarios(gateway.base, sink.codes, tokens, refreshTokens);
+  const widths = [12, 5, 8, 7, 7, 7, 12, 8];
+  const lines = [formatRow(['scenario', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'db cmds/req', 'RSS MiB'], widths)];
+  process.stdout.write(`${lines[0]}\n`);
+  for (const [name, scenario] of Object.entries(scenarios)) {
+    if (wanted && !wanted.includes(name)) continue;
+    for (const connections of connectionCounts) {
+      const result = await measure({ ...scenario.options, connections }, gateway, counter, scenario.perIteration);
+      const line = formatRow(
+        [
+          name,
+          connections,
+          Math.round(result.reqPerSec),
+          result.p50,
+          result.p99,
+          result.errors,
+          result.roundTrips === undefined ? '-' : result.roundTrips.toFixed(1),
+          result.rssMiB,
+        ],
+        widths,
+      );
+      lines.push(line);
+      process.stdout.write(`${line}\n`);
+    }
+  }
+  process.stdout.write(
+    `\nChatgate at LOG_LEVEL=${process.env.LOG_LEVEL ?? 'info'}, ${seconds} s per run, ${stored} stored users, on ${engine.description}; ` +
+      `${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown CPU'}), load average ${os.loadavg()[0]!.toFixed(1)}. ` +
+      `req/s counts logins for "login" (request + verify); p50/p99 are per HTTP request; database commands are counted on the wire (side by side ones separately).\n`,
   );
+} finally {
+  await gateway.stop();
+  counter.stop();
+  sink.stop();
+  await engine.stop();
 }
-const memory = process.memoryUsage();
-rows.push(`memory after the run: rss ${Math.round(memory.rss / 2 ** 20)} MiB, heap used ${Math.round(memory.heapUsed / 2 ** 20)} MiB`);
-process.stdout.write(`\nChatgate benchmark (${connections} connections, ${seconds} s each, ${embedded?.description ?? 'MONGODB_URI'})\n${rows.join('\n')}\n`);
-
-await app.close();
-await database.connection.dropDatabase();
-await database.close();
-await embedded?.stop();

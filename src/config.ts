@@ -58,7 +58,7 @@ export const configSchema = z.object({
   DATA_DIR: z.string().default('.data'),
 
   MONGODB_URI: z.string().regex(/^mongodb(\+srv)?:\/\//, 'must be a mongodb:// or mongodb+srv:// URI').optional(),
-  EMBEDDED_DB_ENGINE: z.enum(['auto', 'mongod', 'ferretdb']).default('auto'),
+  EMBEDDED_DB_ENGINE: z.enum(['auto', 'mongod', 'mongo-java-server', 'ferretdb']).default('auto'),
   FERRETDB_BIN: z.string().optional(),
   // Where the FerretDB build and the memory of a failed mongod download are kept (default ~/.cache/chatgate).
   CHATGATE_CACHE_DIR: z.string().optional(),

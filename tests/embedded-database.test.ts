@@ -12,6 +12,10 @@ const temporaryDir = (prefix: string) => mkdtemp(path.join(tmpdir(), prefix));
 const ferretdbBinary = async () =>
   process.env.FERRETDB_BIN ?? (await promisify(execFile)('bash', ['scripts/ensure-ferretdb.sh'])).stdout.trim().split('\n').pop()!;
 
+// The mongo-java-server the suite uses (fetched and compiled once into the cache by the gateway's own script).
+const mongoJavaServerHome = async () =>
+  (await promisify(execFile)('bash', ['scripts/ensure-mongo-java-server.sh'])).stdout.trim().split('\n').pop()!;
+
 describe('the embedded database', () => {
   const running: EmbeddedDatabase[] = [];
   afterEach(async () => {
@@ -22,8 +26,9 @@ describe('the embedded database', () => {
 
   it('keeps its data in DATA_DIR across restarts', async () => {
     const dataDir = await temporaryDir('chatgate-embedded-');
-    // The same engine the suite runs on (FerretDB where no mongod binary can be had).
-    const engine = inject('mongoEngine').startsWith('mongod') ? 'mongod' : 'ferretdb';
+    // The same engine the suite runs on.
+    const described = inject('mongoEngine');
+    const engine = described.startsWith('mongo-java-server') ? 'mongo-java-server' : described.startsWith('mongod') ? 'mongod' : 'ferretdb';
     const first = await startEmbeddedDatabase({ engine, dataDir, log: () => undefined });
     let database = await connectDatabase(first.uri, { dbName: 'chatgate' });
     await database.models.User.create({ phone: '+919812345678' });
@@ -63,7 +68,7 @@ describe('the embedded database', () => {
     expect(JSON.parse(await readFile(path.join(dataDir, 'embedded-db.lock'), 'utf8'))).toMatchObject({ pid: process.pid, enginePid: database.pid });
   });
 
-  it('remembers that mongod cannot be had, in one friendly line, and goes straight to FerretDB next time', async () => {
+  it('remembers that mongod cannot be had, in one friendly line, and goes straight to mongo-java-server next time', async () => {
     const cacheDir = await temporaryDir('chatgate-cache-');
     // No mongod binary on hand, and a download that fails at once.
     vi.stubEnv('MONGOMS_DOWNLOAD_DIR', await temporaryDir('chatgate-mongod-binaries-'));
@@ -71,22 +76,37 @@ describe('the embedded database', () => {
     vi.stubEnv('MONGOMS_SYSTEM_BINARY', '');
     const consoleWarn = vi.spyOn(console, 'warn');
     const ferretdbBin = await ferretdbBinary();
+    const mongoJavaServer = await mongoJavaServerHome();
 
     const firstLog: string[] = [];
-    const first = await startEmbeddedDatabase({ engine: 'auto', dataDir: undefined, ferretdbBin, cacheDir, log: (line) => firstLog.push(line) });
+    const first = await startEmbeddedDatabase({
+      engine: 'auto',
+      dataDir: undefined,
+      ferretdbBin,
+      mongoJavaServerHome: mongoJavaServer,
+      cacheDir,
+      log: (line) => firstLog.push(line),
+    });
     running.push(first);
-    expect(first.engine).toBe('ferretdb');
+    expect(first.engine).toBe('mongo-java-server');
     expect(firstLog).toHaveLength(1);
-    expect(firstLog[0]).toMatch(/^mongod is unavailable \(.+\); using FerretDB, and not trying mongod again before \d{4}-\d{2}-\d{2}$/);
+    expect(firstLog[0]).toMatch(/^mongod is unavailable \(.+\); using mongo-java-server, and not trying mongod again before \d{4}-\d{2}-\d{2}$/);
     expect(consoleWarn).not.toHaveBeenCalled();
     const marker = JSON.parse(await readFile(path.join(cacheDir, 'mongod-unavailable.json'), 'utf8')) as { failedAt: string; retryAfter: string };
     expect(Date.parse(marker.retryAfter) - Date.parse(marker.failedAt)).toBe(7 * 86_400_000);
 
     const secondLog: string[] = [];
-    const second = await startEmbeddedDatabase({ engine: 'auto', dataDir: undefined, ferretdbBin, cacheDir, log: (line) => secondLog.push(line) });
+    const second = await startEmbeddedDatabase({
+      engine: 'auto',
+      dataDir: undefined,
+      ferretdbBin,
+      mongoJavaServerHome: mongoJavaServer,
+      cacheDir,
+      log: (line) => secondLog.push(line),
+    });
     running.push(second);
-    expect(second.engine).toBe('ferretdb');
-    expect(secondLog).toEqual([expect.stringMatching(/^using FerretDB: mongod could not be had on \d{4}-\d{2}-\d{2} .*EMBEDDED_DB_ENGINE=mongod$/)]);
+    expect(second.engine).toBe('mongo-java-server');
+    expect(secondLog).toEqual([expect.stringMatching(/^using mongo-java-server: mongod could not be had on \d{4}-\d{2}-\d{2} .*EMBEDDED_DB_ENGINE=mongod$/)]);
   });
 
   it('tries mongod again once the remembered failure is a week old', async () => {
@@ -99,7 +119,13 @@ describe('the embedded database', () => {
     vi.stubEnv('MONGOMS_DOWNLOAD_DIR', await temporaryDir('chatgate-mongod-binaries-'));
     vi.stubEnv('MONGOMS_DOWNLOAD_MIRROR', 'http://127.0.0.1:9');
     const log: string[] = [];
-    const database = await startEmbeddedDatabase({ engine: 'auto', dataDir: undefined, ferretdbBin: await ferretdbBinary(), cacheDir, log: (line) => log.push(line) });
+    const database = await startEmbeddedDatabase({
+      engine: 'auto',
+      dataDir: undefined,
+      mongoJavaServerHome: await mongoJavaServerHome(),
+      cacheDir,
+      log: (line) => log.push(line),
+    });
     running.push(database);
     expect(log).toEqual([expect.stringMatching(/^mongod is unavailable/)]);
     const marker = JSON.parse(await readFile(path.join(cacheDir, 'mongod-unavailable.json'), 'utf8')) as { retryAfter: string };

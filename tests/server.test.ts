@@ -78,6 +78,21 @@ async function ferretdbProcessesOf(dataDir: string): Promise<number[]> {
   return pids;
 }
 
+// mongo-java-server launchers whose H2 file lies in a data directory, found by their command line.
+async function mongoJavaServerProcessesOf(dataDir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const commandLine = (await readFile(`/proc/${entry}/cmdline`, 'utf8')).split('\0');
+      if (commandLine.includes('ChatgateMongoServer') && commandLine.some((arg) => arg.startsWith(`${dataDir}/`))) pids.push(Number(entry));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return pids;
+}
+
 async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -132,8 +147,24 @@ describe('the embedded database of the server process', () => {
     for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     for (const dataDir of dataDirs.splice(0)) {
       for (const pid of await ferretdbProcessesOf(dataDir)) process.kill(pid, 'SIGKILL');
+      for (const pid of await mongoJavaServerProcessesOf(dataDir)) process.kill(pid, 'SIGKILL');
     }
   });
+
+  it('stops its mongo-java-server when the gateway is killed with SIGKILL, and a next gateway starts on the same DATA_DIR', async () => {
+    const server = await embeddedServer({ EMBEDDED_DB_ENGINE: 'mongo-java-server' });
+    await server.waitFor(/chatgate ready/, 60_000);
+    expect(server.output()).toContain('database: embedded mongo-java-server 1.47.0 (H2 backend, data in ');
+    expect(await mongoJavaServerProcessesOf(server.dataDir)).toHaveLength(1);
+    server.child.kill('SIGKILL');
+    await server.exited;
+    expect(await eventually(() => mongoJavaServerProcessesOf(server.dataDir), (pids) => pids.length === 0, 5000)).toEqual([]);
+    const next = await embeddedServer({ EMBEDDED_DB_ENGINE: 'mongo-java-server', DATA_DIR: server.dataDir });
+    await next.waitFor(/chatgate ready/, 60_000);
+    next.child.kill('SIGTERM');
+    expect(await next.exited).toBe(0);
+    expect(await mongoJavaServerProcessesOf(server.dataDir)).toEqual([]);
+  }, 130_000);
 
   it('stops its FerretDB within a few seconds when the gateway is killed with SIGKILL', async () => {
     const server = await embeddedServer();

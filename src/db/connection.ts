@@ -90,6 +90,9 @@ export async function connectDatabase(uri: string, options: ConnectOptions = {})
 async function ensureIndexes(models: Models): Promise<string[]> {
   const skipped: string[] = [];
   for (const model of Object.values(models)) {
+    // The collection first (autoCreate): mongo-java-server's H2 backend fails when createIndex implicitly creates a
+    // collection that mongoose's own createCollection is creating at the same moment.
+    await model.init();
     for (const [fields, options] of model.schema.indexes()) {
       try {
         await model.collection.createIndex(fields as Record<string, 1 | -1>, options as Record<string, unknown>);

@@ -6,24 +6,28 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MongoClient } from 'mongodb';
 
-export type EmbeddedEngineName = 'mongod' | 'ferretdb';
+export type EmbeddedEngineName = 'mongod' | 'ferretdb' | 'mongo-java-server';
 
 export interface EmbeddedDatabase {
   engine: EmbeddedEngineName;
   /** Human-readable: which engine, which version, where its data lives. */
   description: string;
   uri: string;
-  /** The engine's process id, where we started it ourselves (FerretDB). */
+  /** The engine's process id, where we started it ourselves (FerretDB, mongo-java-server). */
   pid?: number | undefined;
   stop(): Promise<void>;
 }
 
 export interface EmbeddedOptions {
   engine: 'auto' | EmbeddedEngineName;
-  /** Where the data lives; undefined keeps it in memory (mongod) or a temporary folder (FerretDB). */
+  /** Where the data lives; undefined keeps it in memory (mongod) or a temporary folder (FerretDB, mongo-java-server). */
   dataDir: string | undefined;
   ferretdbBin?: string | undefined;
-  /** The FerretDB build and the memory of a failed mongod download (CHATGATE_CACHE_DIR, default ~/.cache/chatgate). */
+  /** A folder prepared by scripts/ensure-mongo-java-server.sh (classes/, lib/); unset: the one in the cache. */
+  mongoJavaServerHome?: string | undefined;
+  /** The setup of mongo-java-server, started while mongod was tried (auto). */
+  preparedMongoJavaServer?: Promise<string> | undefined;
+  /** The engine builds and the memory of a failed mongod download (CHATGATE_CACHE_DIR, default ~/.cache/chatgate). */
   cacheDir?: string | undefined;
   log: (message: string) => void;
 }
@@ -34,8 +38,12 @@ export class EmbeddedDatabaseUnavailable extends Error {}
 export class EmbeddedDatabaseInUse extends Error {}
 
 const FERRETDB_VERSION = 'v1.24.2';
-const ensureScript = fileURLToPath(new URL('../../../scripts/ensure-ferretdb.sh', import.meta.url));
-const ensureScriptFromSource = fileURLToPath(new URL('../../scripts/ensure-ferretdb.sh', import.meta.url));
+// The scripts folder seen from dist/src/db (the built gateway) and from src/db (tsx, tests).
+const scriptPaths = (name: string) => [
+  fileURLToPath(new URL(`../../../scripts/${name}`, import.meta.url)),
+  fileURLToPath(new URL(`../../scripts/${name}`, import.meta.url)),
+];
+const MONGO_JAVA_SERVER_VERSION = '1.47.0';
 // A failed mongod download is not retried on every start, only after this long.
 const MONGOD_RETRY_AFTER_MS = 7 * 86_400_000;
 const LOCK_FILE = 'embedded-db.lock';
@@ -70,16 +78,25 @@ export async function startEmbeddedDatabase(options: EmbeddedOptions): Promise<E
   }
 }
 
-async function startAnyEngine(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
+async function startAnyEngine(given: EmbeddedOptions): Promise<EmbeddedDatabase> {
+  let options = given;
+  if (options.engine === 'ferretdb') return startNamed('ferretdb', () => startFerretDB(options));
+  if (options.engine === 'mongo-java-server') return startNamed('mongo-java-server', () => startMongoJavaServer(options));
   const failures: string[] = [];
   const marker = path.join(cacheDirectory(options.cacheDir), 'mongod-unavailable.json');
   const remembered = options.engine === 'auto' ? await rememberedMongodFailure(marker) : undefined;
   if (remembered) {
     options.log(
-      `using FerretDB: mongod could not be had on ${remembered.failedAt.slice(0, 10)} (${remembered.reason}); ` +
+      `using mongo-java-server: mongod could not be had on ${remembered.failedAt.slice(0, 10)} (${remembered.reason}); ` +
         `tried again after ${remembered.retryAfter.slice(0, 10)}, or now with EMBEDDED_DB_ENGINE=mongod`,
     );
-  } else if (options.engine !== 'ferretdb') {
+  } else {
+    // Where mongod may fail (its download), mongo-java-server's one-time setup runs meanwhile: a first start pays once.
+    if (options.engine === 'auto' && !options.mongoJavaServerHome) {
+      const preparing = ensureMongoJavaServer(options);
+      preparing.catch(() => undefined);
+      options = { ...options, preparedMongoJavaServer: preparing };
+    }
     try {
       const database = await startMongod(options.dataDir);
       await rm(marker, { force: true });
@@ -89,17 +106,37 @@ async function startAnyEngine(options: EmbeddedOptions): Promise<EmbeddedDatabas
       failures.push(`mongod: ${reason}`);
       if (options.engine === 'mongod') throw new EmbeddedDatabaseUnavailable(failures.join('; '));
       const retryAfter = await rememberMongodFailure(marker, reason);
-      options.log(`mongod is unavailable (${reason}); using FerretDB, and not trying mongod again before ${retryAfter.slice(0, 10)}`);
+      options.log(`mongod is unavailable (${reason}); using mongo-java-server, and not trying mongod again before ${retryAfter.slice(0, 10)}`);
     }
+  }
+  // auto: mongo-java-server needs Java and Maven; where they are missing, FerretDB (built with Go) still serves.
+  try {
+    return await startMongoJavaServer(options);
+  } catch (error) {
+    failures.push(`mongo-java-server: ${oneLine(error)}`);
+    options.log(`mongo-java-server is unavailable (${oneLine(error)}); using FerretDB`);
   }
   try {
     return await startFerretDB(options);
   } catch (error) {
     failures.push(`ferretdb: ${oneLine(error)}`);
   }
-  throw new EmbeddedDatabaseUnavailable(
+  throw unavailable(failures);
+}
+
+async function startNamed(engine: EmbeddedEngineName, start: () => Promise<EmbeddedDatabase>): Promise<EmbeddedDatabase> {
+  try {
+    return await start();
+  } catch (error) {
+    throw unavailable([`${engine}: ${oneLine(error)}`]);
+  }
+}
+
+function unavailable(failures: string[]): EmbeddedDatabaseUnavailable {
+  return new EmbeddedDatabaseUnavailable(
     `No embedded database could start (${failures.join('; ')}). Set MONGODB_URI to a MongoDB server, ` +
-      'or FERRETDB_BIN to a FerretDB 1.x binary (npm run db:engine builds one with Go).',
+      'install Java 17 and Maven for mongo-java-server (npm run db:engine), ' +
+      'or set FERRETDB_BIN to a FerretDB 1.x binary (npm run db:engine:ferretdb builds one with Go).',
   );
 }
 
@@ -273,7 +310,7 @@ async function lockDataDir(dataDir: string): Promise<{ record(extra: Partial<Loc
       );
     }
     // A stale lock: its process is gone. Its engine should have gone with it; make sure before taking over.
-    if (previous?.enginePid && isAlive(previous.enginePid) && (await isFerretDBProcess(previous.enginePid))) {
+    if (previous?.enginePid && isAlive(previous.enginePid) && (await isOurEngineProcess(previous.enginePid))) {
       process.kill(previous.enginePid, 'SIGKILL');
     }
     await rm(file, { force: true });
@@ -300,28 +337,42 @@ function isAlive(pid: number): boolean {
   }
 }
 
-async function isFerretDBProcess(pid: number): Promise<boolean> {
+// Only an engine of ours is killed when a stale lock names its pid (the pid may have been reused since).
+async function isOurEngineProcess(pid: number): Promise<boolean> {
   try {
-    return (await readFile(`/proc/${pid}/cmdline`, 'utf8')).includes('ferretdb');
+    const commandLine = await readFile(`/proc/${pid}/cmdline`, 'utf8');
+    return commandLine.includes('ferretdb') || commandLine.includes('ChatgateMongoServer');
   } catch {
     return false;
   }
 }
 
-/** Finds or builds the FerretDB binary; a first build takes a minute or two, and the log follows it. */
-async function ensureFerretDB(options: EmbeddedOptions): Promise<string> {
-  for (const script of [ensureScript, ensureScriptFromSource]) {
+async function findScript(name: string): Promise<string> {
+  for (const script of scriptPaths(name)) {
     try {
       await readFile(script);
+      return script;
     } catch {
       continue;
     }
-    return runEnsureScript(script, options);
   }
-  throw new Error('scripts/ensure-ferretdb.sh not found');
+  throw new Error(`scripts/${name} not found`);
 }
 
-function runEnsureScript(script: string, options: EmbeddedOptions): Promise<string> {
+/** Finds or builds the FerretDB binary; a first build takes a minute or two, and the log follows it. */
+async function ensureFerretDB(options: EmbeddedOptions): Promise<string> {
+  return runEnsureScript(await findScript('ensure-ferretdb.sh'), options, { label: 'FerretDB build', failure: 'building FerretDB failed' });
+}
+
+/** Finds or fetches mongo-java-server and compiles our launcher; a first time takes about ten seconds. */
+async function ensureMongoJavaServer(options: EmbeddedOptions): Promise<string> {
+  return runEnsureScript(await findScript('ensure-mongo-java-server.sh'), options, {
+    label: 'mongo-java-server setup',
+    failure: 'setting up mongo-java-server failed',
+  });
+}
+
+function runEnsureScript(script: string, options: EmbeddedOptions, words: { label: string; failure: string }): Promise<string> {
   const started = Date.now();
   const elapsed = () => `${Math.round((Date.now() - started) / 1000)} s`;
   const child = spawn('bash', [script], {
@@ -331,6 +382,7 @@ function runEnsureScript(script: string, options: EmbeddedOptions): Promise<stri
   let stdout = '';
   let lastLines = '';
   let pending = '';
+  const prefix = /^ensure-[a-z-]+: /;
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => {
     pending += chunk.toString();
@@ -338,24 +390,92 @@ function runEnsureScript(script: string, options: EmbeddedOptions): Promise<stri
     pending = lines.pop() ?? '';
     for (const line of lines.filter((text) => text.trim() !== '')) {
       lastLines = `${lastLines}\n${line}`.slice(-1000);
-      options.log(`FerretDB build, ${elapsed()}: ${line.replace(/^ensure-ferretdb: /, '')}`);
+      options.log(`${words.label}, ${elapsed()}: ${line.replace(prefix, '')}`);
     }
   });
-  // Go prints nothing while it compiles: a line every 10 s says we are still at it.
-  const ticker = setInterval(() => options.log(`FerretDB build, ${elapsed()}: still compiling; this happens once`), 10_000);
+  // Go and Maven print nothing while they work: a line every 10 s says we are still at it.
+  const ticker = setInterval(() => options.log(`${words.label}, ${elapsed()}: still working; this happens once`), 10_000);
   const timeout = setTimeout(() => child.kill('SIGTERM'), 600_000);
   return new Promise((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (code) => {
       clearInterval(ticker);
       clearTimeout(timeout);
-      const bin = stdout.trim().split('\n').pop();
+      const result = stdout.trim().split('\n').pop();
       // The last lines say why; the earlier ones were progress, already logged.
-      const why = lastLines.trim().split('\n').slice(-2).join(' ').replace(/ensure-ferretdb: /g, '');
-      if (code === 0 && bin) resolve(bin);
-      else reject(new Error(`building FerretDB failed: ${why || `exit code ${code}`}`));
+      const why = lastLines.trim().split('\n').slice(-2).join(' ').replace(new RegExp(prefix.source.slice(1), 'g'), '');
+      if (code === 0 && result) resolve(result);
+      else reject(new Error(`${words.failure}: ${why || `exit code ${code}`}`));
     });
   });
+}
+
+/**
+ * mongo-java-server (H2 backend, one file in DATA_DIR/mongo-java-server) under our launcher. The launcher exits when
+ * its stdin closes, and only we hold that pipe: however we die, the kernel closes it and the engine goes with us.
+ */
+async function startMongoJavaServer(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
+  const home = options.mongoJavaServerHome ?? (await (options.preparedMongoJavaServer ?? ensureMongoJavaServer(options)));
+  const dataDir = options.dataDir
+    ? path.resolve(options.dataDir, 'mongo-java-server')
+    : await mkdtemp(path.join(tmpdir(), 'chatgate-mongo-java-server-'));
+  await mkdir(dataDir, { recursive: true });
+  const file = path.join(dataDir, 'chatgate.mv.db');
+  const child = spawn(
+    'java',
+    // A small heap and the serial collector: the engine shares the machine with the gateway.
+    ['-Xmx1g', '-XX:+UseSerialGC', '-cp', `${home}/classes:${home}/lib/*`, 'ChatgateMongoServer', '--port', '0', '--file', file],
+    { stdio: ['pipe', 'pipe', 'pipe'] },
+  );
+  let problem = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    problem = (problem + chunk.toString()).slice(-2000);
+  });
+  child.once('error', (error) => {
+    problem = `${error.message}\n${problem}`;
+  });
+  const removeTemporaryData = () => (options.dataDir ? Promise.resolve() : rm(dataDir, { recursive: true, force: true }));
+  let port: number;
+  try {
+    port = await new Promise<number>((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error(`mongo-java-server did not start within 30 s: ${problem.trim()}`)), 30_000);
+      child.stdout?.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+        const match = /listening (\d+)/.exec(out);
+        if (match) {
+          clearTimeout(timer);
+          resolve(Number(match[1]));
+        }
+      });
+      child.once('error', (error) => {
+        clearTimeout(timer);
+        reject(new Error(`mongo-java-server did not start: ${error.message}`));
+      });
+      child.once('exit', () => {
+        clearTimeout(timer);
+        // Java's own words end with the exception; the first lines say which.
+        reject(new Error(`mongo-java-server did not start: ${problem.trim().split('\n').slice(0, 3).join(' ') || 'java exited'}`));
+      });
+    });
+  } catch (error) {
+    child.kill('SIGKILL');
+    await removeTemporaryData();
+    throw error;
+  }
+  // Neither the engine nor its pipes keep this process alive; the pipe still closes when we exit.
+  child.unref();
+  for (const stream of [child.stdin, child.stdout, child.stderr]) (stream as unknown as Socket | null)?.unref();
+  return {
+    engine: 'mongo-java-server',
+    description: `mongo-java-server ${MONGO_JAVA_SERVER_VERSION} (H2 backend, data in ${file})`,
+    uri: `mongodb://127.0.0.1:${port}/`,
+    pid: child.pid,
+    stop: async () => {
+      await stopChild(child);
+      await removeTemporaryData();
+    },
+  };
 }
 
 function freePort(): Promise<number> {

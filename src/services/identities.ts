@@ -208,6 +208,8 @@ export function createIdentityService(users: Model<User>, sessions: Model<Sessio
         return { outcome: now?.phone === phone ? 'already_linked' : 'telegram_has_other_phone', user: now ?? telegramUser };
       }
 
+      // A concurrent attempt merged this very Telegram id onto the phone's user after we read ours: done already.
+      if (owner.telegram?.id === profile.id) return { outcome: 'already_linked', user: owner };
       const hasOwnIdentities = !!(telegramUser.whatsapp?.waId || telegramUser.whatsapp?.userId);
       const anyBlocked = telegramUser.status === 'blocked' || owner.status === 'blocked';
       if (hasOwnIdentities || anyBlocked || owner.telegram?.id) return { outcome: 'phone_taken', user: telegramUser };

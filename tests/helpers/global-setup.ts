@@ -1,8 +1,8 @@
 import type { TestProject } from 'vitest/node';
-import { startEmbeddedDatabase, type EmbeddedDatabase } from '../../src/db/embedded.js';
+import { startEmbeddedDatabase, type EmbeddedDatabase, type EmbeddedOptions } from '../../src/db/embedded.js';
 
 // One real MongoDB-wire server for the whole run: TEST_MONGODB_URI if given, else the same embedded engine
-// the gateway uses (mongod where a binary can be had, FerretDB otherwise). Each test file gets its own database.
+// the gateway uses (EMBEDDED_DB_ENGINE, default auto: mongod where a binary can be had, else mongo-java-server). Each test file gets its own database.
 let embedded: EmbeddedDatabase | undefined;
 
 declare module 'vitest' {
@@ -17,7 +17,7 @@ export async function setup(project: TestProject): Promise<void> {
   let description = `external server (${uri})`;
   if (!uri) {
     embedded = await startEmbeddedDatabase({
-      engine: (process.env.EMBEDDED_DB_ENGINE as 'auto' | 'mongod' | 'ferretdb' | undefined) ?? 'auto',
+      engine: (process.env.EMBEDDED_DB_ENGINE as EmbeddedOptions['engine'] | undefined) ?? 'auto',
       dataDir: undefined,
       ferretdbBin: process.env.FERRETDB_BIN,
       log: (message) => console.log(`[test database] ${message}`),

@@ -1,0 +1,167 @@
+// npm run bench:compare: Chatgate against better-auth (1.x, phone-number plugin, MongoDB adapter, rate limits off) on
+// the same engine, and /health against a bare Fastify hello world; runs interleaved A B A B (BENCH_ROUNDS, default 2)
+// so that a machine whose load changes hurts both alike. better-auth lives in bench/better-auth with its own
+// package.json, installed there on first use, never into the gateway's dependencies. Loopback only, bounded:
+// BENCH_SECONDS (default 5) per run, BENCH_CONNECTIONS (default 10,50).
+import type autocannon from 'autocannon';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chatgateScenarios, loginOnce, startChatgate } from './bench/chatgate.js';
+import {
+  connectionCounts,
+  formatRow,
+  jsonPost,
+  measure,
+  nextPhone,
+  seconds,
+  startChild,
+  startCodeSink,
+  startEngine,
+  startRoundTripCounter,
+  withDatabase,
+  type Measurement,
+  type ServerUnderTest,
+} from './bench/support.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const betterAuthDir = path.join(root, 'bench/better-auth');
+const rounds = Number(process.env.BENCH_ROUNDS ?? 2);
+
+if (!existsSync(path.join(betterAuthDir, 'node_modules/better-auth'))) {
+  process.stderr.write('installing better-auth into bench/better-auth (once)\n');
+  execFileSync('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: betterAuthDir, stdio: 'inherit' });
+}
+
+const engine = await startEngine();
+const counter = await startRoundTripCounter(engine.uri);
+const sink = await startCodeSink();
+const suffix = randomBytes(4).toString('hex');
+const started: ServerUnderTest[] = [];
+const stopAll = async () => {
+  for (const server of started.reverse()) await server.stop();
+  counter.stop();
+  sink.stop();
+  await engine.stop();
+};
+
+try {
+  const chatgate = await startChatgate(withDatabase(counter.uri, `chatgate_compare_${suffix}`), sink.url);
+  started.push(chatgate);
+  const betterAuth = await startChild('better-auth', [path.join(betterAuthDir, 'server.mjs')], {
+    MONGODB_URI: withDatabase(counter.uri, `better_auth_compare_${suffix}`),
+    SMS_HTTP_URL: sink.url,
+  });
+  started.push(betterAuth);
+  const fastify = await startChild('bare Fastify', [path.join(root, 'bench/fastify-hello.mjs')], {}, root);
+  started.push(fastify);
+
+  const tokens = await loginOnce(chatgate.base, sink.codes);
+  const chatgateScenario = chatgateScenarios(chatgate.base, sink.codes, tokens, []);
+  const cookie = await betterAuthLogin(betterAuth.base, sink.codes);
+  const json = { 'content-type': 'application/json' };
+  type Ctx = Record<string, string>;
+  const ctx = (context: object) => context as Ctx;
+
+  const betterAuthScenario = {
+    otpRequest: {
+      options: {
+        url: `${betterAuth.base}/api/auth/phone-number/send-otp`,
+        method: 'POST',
+        headers: json,
+        requests: [{ setupRequest: (request: autocannon.Request) => ({ ...request, body: JSON.stringify({ phoneNumber: nextPhone() }) }) }],
+      },
+      perIteration: 1,
+    },
+    login: {
+      options: {
+        url: `${betterAuth.base}/api/auth/phone-number/send-otp`,
+        headers: json,
+        requests: [
+          {
+            method: 'POST',
+            path: '/api/auth/phone-number/send-otp',
+            setupRequest: (request: autocannon.Request, context: object) => {
+              ctx(context).phone = nextPhone();
+              return { ...request, body: JSON.stringify({ phoneNumber: ctx(context).phone }) };
+            },
+          },
+          {
+            method: 'POST',
+            path: '/api/auth/phone-number/verify',
+            setupRequest: (request: autocannon.Request, context: object) => ({
+              ...request,
+              body: JSON.stringify({ phoneNumber: ctx(context).phone, code: sink.codes.get(ctx(context).phone!) ?? '000000' }),
+            }),
+          },
+        ],
+      },
+      perIteration: 2,
+    },
+    sessionRead: { options: { url: `${betterAuth.base}/api/auth/get-session`, headers: { cookie } }, perIteration: 1 },
+  } satisfies Record<string, { options: autocannon.Options; perIteration: number }>;
+
+  const pairs: Array<{ name: string; a: ServerUnderTest; b: ServerUnderTest; aRun: { options: autocannon.Options; perIteration: number }; bRun: { options: autocannon.Options; perIteration: number }; against: string }> = [
+    { name: 'OTP request', a: chatgate, b: betterAuth, aRun: chatgateScenario.otpRequest, bRun: betterAuthScenario.otpRequest, against: 'better-auth' },
+    { name: 'full login', a: chatgate, b: betterAuth, aRun: chatgateScenario.login, bRun: betterAuthScenario.login, against: 'better-auth' },
+    { name: 'session read', a: chatgate, b: betterAuth, aRun: chatgateScenario.me, bRun: betterAuthScenario.sessionRead, against: 'better-auth' },
+    { name: '/health', a: chatgate, b: fastify, aRun: chatgateScenario.health, bRun: { options: { url: `${fastify.base}/health` }, perIteration: 1 }, against: 'bare Fastify' },
+  ];
+
+  const widths = [13, 13, 5, 9, 9, 7, 9, 9, 11, 11, 9, 9];
+  const header = ['scenario', 'against', 'conns', 'Chatgate/s', 'other/s', 'ratio', 'p50 ms', 'other p50', 'cmds/req', 'other cmds', 'RSS MiB', 'other RSS'];
+  process.stdout.write(`${formatRow(header, widths)}\n`);
+  for (const pair of pairs) {
+    for (const connections of connectionCounts) {
+      const a: Measurement[] = [];
+      const b: Measurement[] = [];
+      for (let round = 0; round < rounds; round++) {
+        a.push(await measure({ ...pair.aRun.options, connections }, pair.a, counter, pair.aRun.perIteration));
+        b.push(await measure({ ...pair.bRun.options, connections }, pair.b, pair.b === fastify ? undefined : counter, pair.bRun.perIteration));
+      }
+      const mean = (values: number[]) => values.reduce((sum, value) => sum + value, 0) / values.length;
+      const aRate = mean(a.map((m) => m.reqPerSec));
+      const bRate = mean(b.map((m) => m.reqPerSec));
+      const trips = (runs: Measurement[]) => (runs[0]?.roundTrips === undefined ? '-' : mean(runs.map((m) => m.roundTrips ?? 0)).toFixed(1));
+      const errors = a.reduce((sum, m) => sum + m.errors, 0) + b.reduce((sum, m) => sum + m.errors, 0);
+      process.stdout.write(
+        `${formatRow(
+          [
+            pair.name,
+            pair.against,
+            connections,
+            Math.round(aRate),
+            Math.round(bRate),
+            (aRate / bRate).toFixed(2),
+            mean(a.map((m) => m.p50)).toFixed(0),
+            mean(b.map((m) => m.p50)).toFixed(0),
+            trips(a),
+            trips(b),
+            Math.max(...a.map((m) => m.rssMiB)),
+            Math.max(...b.map((m) => m.rssMiB)),
+          ],
+          widths,
+        )}${errors ? `   (${errors} errors)` : ''}\n`,
+      );
+    }
+  }
+  process.stdout.write(
+    `\n${rounds} rounds A B A B of ${seconds} s each on ${engine.description}; ${os.cpus().length} cores ` +
+      `(${os.cpus()[0]?.model ?? 'unknown CPU'}), load average ${os.loadavg()[0]!.toFixed(1)}. Logins/s for "full login". ` +
+      'Refresh is not compared: better-auth has no rotating refresh tokens (its session is a cookie it extends).\n',
+  );
+} finally {
+  await stopAll();
+}
+
+async function betterAuthLogin(base: string, codes: Map<string, string>): Promise<string> {
+  const phone = nextPhone();
+  const sent = await jsonPost(`${base}/api/auth/phone-number/send-otp`, { phoneNumber: phone });
+  if (!sent.ok) throw new Error(`better-auth send-otp: ${sent.status} ${await sent.text()}`);
+  const verified = await jsonPost(`${base}/api/auth/phone-number/verify`, { phoneNumber: phone, code: codes.get(phone) });
+  if (!verified.ok) throw new Error(`better-auth verify: ${verified.status} ${await verified.text()}`);
+  return verified.headers.getSetCookie().map((line) => line.split(';')[0]).join('; ');
+}
