@@ -14,7 +14,7 @@ export default defineConfig({
       include: ['src/**/*.ts', 'models/**/*.ts', 'bots/**/*.ts', 'webhooks/**/*.ts'],
       reporter: ['text-summary', 'html'],
       // What the suite reached when the threshold was set, rounded down: coverage may only go up.
-      thresholds: { lines: 87, branches: 71 },
+      thresholds: { lines: 90, branches: 77 },
     },
   },
 });
