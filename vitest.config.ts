@@ -13,8 +13,8 @@ export default defineConfig({
       provider: 'v8',
       include: ['src/**/*.ts', 'models/**/*.ts', 'bots/**/*.ts', 'webhooks/**/*.ts'],
       reporter: ['text-summary', 'html'],
-      // What the suite reached when the threshold was set, rounded down: coverage may only go up.
-      // One point under what the merged suite reaches (lines 90.4-90.9%, branches 77.7-78.0% on the two engines), for run-to-run variance.
+      // One point under what the suite reaches (lines 90.4-90.9%, branches 77.7-78.0% on the two engines), for
+      // run-to-run variance: raise it as coverage grows, never lower it.
       thresholds: { lines: 89, branches: 76 },
     },
   },
