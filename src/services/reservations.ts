@@ -59,6 +59,14 @@ const PROBE_CHUNK = 64;
 export function createSlotCounter(reservations: Model<Reservation>, clock: Clock) {
   const nextHint = new Map<string, number>();
   const collection = () => reservations.collection;
+  // A slot this process is about to try is claimed in the hint at once, so concurrent requests of one process try
+  // different slots instead of all colliding on the same one and retrying in turn (which cost O(n²) commands under
+  // load). The guarantee does not depend on it: only the unique insert decides who holds a slot.
+  const claim = (scope: string, atLeast: number): number => {
+    const slot = Math.max(atLeast, nextHint.get(scope) ?? 1);
+    nextHint.set(scope, slot + 1);
+    return slot;
+  };
 
   async function firstFree(request: SlotRequest): Promise<number | undefined> {
     let from = request.reclaimable ? 1 : (nextHint.get(request.scope) ?? 1);
@@ -79,7 +87,7 @@ export function createSlotCounter(reservations: Model<Reservation>, clock: Clock
     const taken: string[] = [];
     const slots = new Map<string, number>();
     const full: SlotRequest[] = [];
-    let pending = requests.map((request) => ({ request, slot: nextHint.get(request.scope) ?? 1, probed: false }));
+    let pending = requests.map((request) => ({ request, slot: claim(request.scope, 1), probed: false }));
     while (pending.length > 0) {
       const tryable = pending.filter((entry) => entry.slot <= entry.request.limit);
       const duplicates = new Set<number>();
@@ -106,7 +114,6 @@ export function createSlotCounter(reservations: Model<Reservation>, clock: Clock
         if (index >= 0 && !duplicates.has(index)) {
           taken.push(`${entry.request.scope}:${entry.slot}`);
           slots.set(entry.request.scope, entry.slot);
-          nextHint.set(entry.request.scope, entry.slot + 1);
           continue;
         }
         // Taken by someone else (or past the limit by our guess): look once which slot is really free.
@@ -115,7 +122,9 @@ export function createSlotCounter(reservations: Model<Reservation>, clock: Clock
           nextHint.set(entry.request.scope, entry.request.limit + 1);
           full.push(entry.request);
         } else {
-          retry.push({ request: entry.request, slot: free, probed: true });
+          // A reclaimable counter (reset on success) may have holes below the hint: its probe's answer is taken as is.
+          const slot = entry.request.reclaimable ? free : claim(entry.request.scope, free);
+          retry.push({ request: entry.request, slot, probed: true });
         }
       }
       pending = retry;
