@@ -33,6 +33,9 @@ export async function registerSignInWithChatgate(app: FastifyInstance, options: 
   const { config, database, services, clock } = options;
   // Registered here rather than with the gateway's models: the collection belongs to this room.
   const entries = (database.connection.models.OidcEntry as Model<OidcEntry> | undefined) ?? database.connection.model<OidcEntry>('OidcEntry', oidcEntrySchema);
+  // The collection first, as src/db/connection.ts does: mongo-java-server's H2 backend fails a createIndex that races
+  // mongoose's own creation of the collection.
+  await entries.init();
   for (const [fields, indexOptions] of oidcEntrySchema.indexes()) {
     await entries.collection.createIndex(fields as Record<string, 1 | -1>, indexOptions as Record<string, unknown>);
   }

@@ -211,9 +211,14 @@ describe('Redis stopped', () => {
     expect((await call(balancer.url, 'GET', '/ready')).status).toBe(200);
 
     await redis.start();
-    await until('sign-in answered again', async () => {
-      const answer = await call(balancer.url, 'POST', '/auth/otp/request', { body: { phone: 'not a phone' }, from: '127.0.0.6' });
-      return answer.status === 400;
+    // Each instance's Redis client reconnects on its own backoff: wait for all of them (a fresh client address per
+    // poll, so the polling itself never meets the per-IP limit).
+    let poll = 0;
+    await until('every instance answers sign-in again', async () => {
+      poll += 1;
+      const from = `127.0.1.${(poll % 250) + 1}`;
+      const answers = await Promise.all(gateways.map((gateway) => call(gateway.url, 'POST', '/auth/otp/request', { body: { phone: 'not a phone' }, from })));
+      return answers.every((answer) => answer.status === 400);
     });
     // Every instance is back on the shared counter.
     for (const gateway of gateways) {
