@@ -12,6 +12,8 @@ export const loginIntentSchema = new Schema(
     status: { type: String, enum: ['pending', 'approved', 'rejected', 'consumed'], required: true },
     ip: { type: String },
     userAgent: { type: String },
+    // The hosted page's language, so the chat prompt and answers of this sign-in speak it too.
+    language: { type: String, enum: ['en', 'es', 'pt', 'hi'] },
     createdAt: { type: Date, required: true },
     expiresAt: { type: Date, required: true },
     userId: { type: Schema.Types.ObjectId },

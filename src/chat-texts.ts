@@ -1,5 +1,8 @@
 import Bowser from 'bowser';
 import type { Config } from './config.js';
+import es from './chat-texts/es.json' with { type: 'json' };
+import hi from './chat-texts/hi.json' with { type: 'json' };
+import pt from './chat-texts/pt.json' with { type: 'json' };
 
 // What the bots say. Plain English by default; CHAT_TEXTS (a JSON object) overrides any of them by key.
 // {placeholders} are filled in by renderChatText.
@@ -48,6 +51,19 @@ export type ChatTexts = Record<ChatTextKey, string>;
 export function chatTexts(config: Pick<Config, 'CHAT_TEXTS'>): ChatTexts {
   // Unknown keys were refused by the config schema.
   return { ...defaultChatTexts, ...config.CHAT_TEXTS } as ChatTexts;
+}
+
+// The languages a sign-in started on the hosted page can speak in the chat (the page's languages). Only the texts of
+// a sign-in (prompt, buttons, answers) are translated, in chat-texts/*.json keyed like defaultChatTexts; everything
+// else, and any key a language lacks, stays English. CHAT_TEXTS overrides English only: translations are kept.
+export const chatLanguages = ['en', 'es', 'pt', 'hi'] as const;
+export type ChatLanguage = (typeof chatLanguages)[number];
+export const chatTranslations: Record<Exclude<ChatLanguage, 'en'>, Partial<ChatTexts>> = { es, pt, hi };
+
+/** The texts in a sign-in's language: its translations over the (possibly overridden) English ones. */
+export function chatTextsIn(texts: ChatTexts, language: ChatLanguage | null | undefined): ChatTexts {
+  if (!language || language === 'en') return texts;
+  return { ...texts, ...chatTranslations[language] };
 }
 
 export const renderChatText = (template: string, values: Record<string, string | number>): string =>

@@ -215,6 +215,29 @@ describe('signing in on the web through the bot', () => {
   });
 });
 
+describe('a sign-in started on the hosted login page in Hindi', () => {
+  it('is prompted in Hindi with Hindi buttons, the device, IP and time as they are, and the Hindi approval', async () => {
+    const person = newPerson();
+    const response = await app.inject({
+      method: 'POST',
+      url: '/login/api/intents',
+      payload: { chat: 'telegram', language: 'hi' },
+      headers: { 'user-agent': 'Mozilla/5.0 (Windows NT 10.0) Chrome/141.0' },
+      remoteAddress: '198.51.100.23',
+    });
+    expect(response.statusCode).toBe(201);
+    const created = response.json() as CreatedIntent & { link: string };
+    const intent = { ...created, startToken: new URL(created.link).searchParams.get('start')! };
+    const prompt = await openDeepLink(person, intent);
+    expect(prompt.body.text).toMatch(/^Chatgate में साइन इन करें\?\n/);
+    expect(prompt.body.text).toContain('• डिवाइस: Chrome 141 on Windows 10\n• IP पता: 198.51.100.23\n');
+    expect(prompt.body.reply_markup!.inline_keyboard![0]!.map((button) => button.text)).toEqual(['पुष्टि करें', 'रद्द करें']);
+    await deliverUpdate(app, callbackUpdate(person, `confirm:${intent.intentId}`, 80, clock.now()));
+    expect(botCalls(api).find((call) => call.method === 'editMessageText')?.body.text).toBe('हो गया: वेबसाइट में साइन इन हो गया है। आप उस पर वापस जा सकते हैं।');
+    expect(await poll(intent)).toMatchObject({ status: 'approved' });
+  });
+});
+
 describe('/start alone, /help and anything else', () => {
   it('welcomes the person and offers to share their phone number', async () => {
     const person = newPerson();

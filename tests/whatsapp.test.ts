@@ -262,6 +262,65 @@ describe('signing in on the web by messaging our number', () => {
   });
 });
 
+describe('a sign-in started on the hosted login page', () => {
+  async function createPageIntent(language?: string): Promise<CreatedIntent> {
+    const response = await app.inject({
+      method: 'POST',
+      url: '/login/api/intents',
+      payload: { chat: 'whatsapp', ...(language ? { language } : {}) },
+      headers: { 'user-agent': 'Mozilla/5.0 (Macintosh) Safari/605.1.15' },
+      remoteAddress: '203.0.113.5',
+    });
+    expect(response.statusCode).toBe(201);
+    return response.json() as CreatedIntent;
+  }
+
+  it('is prompted and answered in the page language: Spanish prompt, buttons and approval', async () => {
+    const sender = newSender();
+    const intent = await createPageIntent('es');
+    await deliver(app, notification([textMessage(sender, `LOGIN ${intent.code}`, clock.now())], sender));
+    const [prompt] = graphSends(graph);
+    const time = `${clock.now().toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+    expect(prompt!.interactive!.body.text).toBe(
+      '¿Iniciar sesión en Chatgate?\nUn navegador pidió iniciar sesión como tú:\n• Dispositivo: Safari on macOS\n• Dirección IP: 203.0.113.5\n' +
+        `• Hora: ${time}\nConfirma solo si fuiste tú, ahora mismo. Nunca confirmes una solicitud que otra persona te haya enviado.`,
+    );
+    expect(prompt!.interactive!.action.buttons.map((button) => button.reply)).toEqual([
+      { id: `confirm:${intent.intentId}`, title: 'Confirmar' },
+      { id: `cancel:${intent.intentId}`, title: 'Cancelar' },
+    ]);
+    await deliver(app, notification([buttonReply(sender, `confirm:${intent.intentId}`, 'Confirmar', clock.now())], sender));
+    expect(graphSends(graph)[1]).toMatchObject({ text: { body: 'Listo: el sitio web ya inició sesión. Puedes volver a él.' } });
+    expect(await poll(intent)).toMatchObject({ status: 'approved' });
+  });
+
+  it('answers a late button in the page language: Portuguese expired', async () => {
+    const sender = newSender();
+    const intent = await createPageIntent('pt');
+    await deliver(app, notification([textMessage(sender, `LOGIN ${intent.code}`, clock.now())], sender));
+    clock.advance(301);
+    await deliver(app, notification([buttonReply(sender, `confirm:${intent.intentId}`, 'Confirmar', clock.now())], sender));
+    expect(graphSends(graph)[1]).toMatchObject({ text: { body: 'Esse pedido de acesso expirou. Comece de novo no site.' } });
+  });
+
+  it('stays English when the page sent no language', async () => {
+    const sender = newSender();
+    const intent = await createPageIntent();
+    await deliver(app, notification([textMessage(sender, `LOGIN ${intent.code}`, clock.now())], sender));
+    const [prompt] = graphSends(graph);
+    expect(prompt!.interactive!.body.text).toMatch(/^Sign in to Chatgate\?\n.*• Device: Safari on macOS\n/s);
+    expect(prompt!.interactive!.action.buttons.map((button) => button.reply.title)).toEqual(['Confirm', 'Cancel']);
+    await deliver(app, notification([buttonReply(sender, `cancel:${intent.intentId}`, 'Cancel', clock.now())], sender));
+    expect(graphSends(graph)[1]).toMatchObject({ text: { body: 'Cancelled: that website was not signed in.' } });
+  });
+
+  it('refuses a language the page does not offer with 400', async () => {
+    const response = await app.inject({ method: 'POST', url: '/login/api/intents', payload: { chat: 'whatsapp', language: 'fr' } });
+    expect(response.statusCode).toBe(400);
+    expect(response.json()).toMatchObject({ error: 'invalid_request' });
+  });
+});
+
 describe('codes in the chat', () => {
   it('replies to OTP with a code the person then uses on the web', async () => {
     const sender = newSender();

@@ -1,7 +1,7 @@
 import { Markup, Telegraf, TelegramError, type Context, type Telegram } from 'telegraf';
 import { message } from 'telegraf/filters';
 import type { UserFromGetMe } from 'telegraf/types';
-import { createChatVoice, type ChatTexts } from '../../src/chat-texts.js';
+import { chatTextsIn, createChatVoice, type ChatLanguage, type ChatTexts } from '../../src/chat-texts.js';
 import type { CodeSender } from '../../src/delivery/types.js';
 import { AppError, DeliveryError } from '../../src/errors.js';
 import { scrubExternalText } from '../../src/logger.js';
@@ -54,7 +54,9 @@ export function createTelegramBot(deps: TelegramBotDeps): Telegraf {
   const bot = new Telegraf(settings.token, { telegram: { apiRoot: settings.apiRoot, webhookReply: false }, handlerTimeout: 60_000 });
   bot.botInfo = botInfoFor(settings.token, settings.username);
 
-  const { say, refusal, otpRefusal, confirmPrompt } = createChatVoice(texts, settings.serviceName);
+  const { say, refusal, otpRefusal } = createChatVoice(texts, settings.serviceName);
+  // A sign-in started on the hosted page is prompted and answered in the page's language.
+  const voiceIn = (language: ChatLanguage | null) => ({ ...createChatVoice(chatTextsIn(texts, language), settings.serviceName), texts: chatTextsIn(texts, language) });
   const shareContactKeyboard = () => Markup.keyboard([Markup.button.contactRequest(texts.sharePhoneButton)]).oneTime().resize();
 
   // A reply that only reports what already happened on our side: if Telegram refuses it, log it and move on.
@@ -93,29 +95,31 @@ export function createTelegramBot(deps: TelegramBotDeps): Telegraf {
       await notify(() => ctx.reply(refusal(error.code, error.details.retryAfter)));
       return;
     }
+    const voice = voiceIn(summary.language);
     if (!settings.requireConfirm) {
       const user = await services.identities.resolveByTelegram(profileOf(ctx.from));
       try {
         await services.loginIntents.approve(summary.intentId, claimantOf(ctx.from), user);
-        await notify(() => ctx.reply(say('approved')));
+        await notify(() => ctx.reply(voice.say('approved')));
       } catch (error) {
         if (!(error instanceof AppError)) throw error;
-        await notify(() => ctx.reply(refusal(error.code)));
+        await notify(() => ctx.reply(voice.refusal(error.code)));
       }
       return;
     }
     // The prompt is the effect of this update: if Telegram refuses it, the update is retried.
     await ctx.reply(
-      confirmPrompt(summary),
+      voice.confirmPrompt(summary),
       Markup.inlineKeyboard([
-        Markup.button.callback(texts.confirmButton, `confirm:${summary.intentId}`),
-        Markup.button.callback(texts.cancelButton, `cancel:${summary.intentId}`),
+        Markup.button.callback(voice.texts.confirmButton, `confirm:${summary.intentId}`),
+        Markup.button.callback(voice.texts.cancelButton, `cancel:${summary.intentId}`),
       ]),
     );
   });
 
   bot.action(/^(confirm|cancel):([A-Za-z0-9_-]{1,64})$/, async (ctx) => {
     const [, decision, intentId] = ctx.match as unknown as [string, 'confirm' | 'cancel', string];
+    const { say, refusal } = voiceIn(await services.loginIntents.languageOf(intentId));
     let answer: string;
     try {
       if (decision === 'confirm') {

@@ -84,7 +84,8 @@ export async function registerPageApi(app: FastifyInstance, options: PageApiOpti
       const link = `/auth/telegram/login?${new URLSearchParams({ intent: intent.startToken, return_to: returnTo }).toString()}`;
       return reply.code(201).send({ intentId: intent.intentId, pollToken: intent.pollToken, expiresIn: intent.expiresIn, link });
     }
-    const intent = await services.loginIntents.create({ ip: request.ip, userAgent: request.headers['user-agent'] });
+    // The page's language, so the bot's prompt and answers of this sign-in speak it too.
+    const intent = await services.loginIntents.create({ ip: request.ip, userAgent: request.headers['user-agent'], language });
     const link = intent.links[chat];
     if (!link) throw new AppError('channel_unavailable', `Signing in through ${chat} is not set up here.`, { channel: chat });
     // A data URL of an SVG: shown with <img>, so no markup from the server is ever inserted into the page.

@@ -3,6 +3,7 @@ import type { Model } from 'mongoose';
 import type { Channel } from '../../models/channels.js';
 import type { LoginIntent } from '../../models/login-intent.js';
 import type { User } from '../../models/user.js';
+import type { ChatLanguage } from '../chat-texts.js';
 import { secondsBetween, type Clock } from '../clock.js';
 import { AppError } from '../errors.js';
 import type { AuditTrail } from './audit.js';
@@ -21,6 +22,8 @@ export interface IntentSummary {
   intentId: string;
   ip: string | null;
   userAgent: string | null;
+  /** The page's language when the sign-in started there; null: English. */
+  language: ChatLanguage | null;
   createdAt: Date;
   expiresAt: Date;
 }
@@ -59,6 +62,7 @@ export function createLoginIntentService(deps: LoginIntentDeps) {
     intentId: intent._id,
     ip: intent.ip ?? null,
     userAgent: intent.userAgent ?? null,
+    language: (intent.language as ChatLanguage | null | undefined) ?? null,
     createdAt: intent.createdAt,
     expiresAt: intent.expiresAt,
   });
@@ -115,7 +119,7 @@ export function createLoginIntentService(deps: LoginIntentDeps) {
   }
 
   return {
-    async create(context: { ip?: string | undefined; userAgent?: string | undefined }) {
+    async create(context: { ip?: string | undefined; userAgent?: string | undefined; language?: ChatLanguage | undefined }) {
       const now = clock.now();
       const expiresAt = new Date(now.getTime() + settings.ttlSeconds * 1000);
       const pollToken = `cgpt_${randomBytes(32).toString('base64url')}`;
@@ -133,6 +137,7 @@ export function createLoginIntentService(deps: LoginIntentDeps) {
             status: 'pending',
             ip: context.ip,
             userAgent: context.userAgent?.slice(0, 300),
+            ...(context.language ? { language: context.language } : {}),
             createdAt: now,
             expiresAt,
             cleanupAt: new Date(expiresAt.getTime() + 86_400_000),
@@ -202,6 +207,12 @@ export function createLoginIntentService(deps: LoginIntentDeps) {
         });
       }
       return summary(intent);
+    },
+
+    /** The language a chat answers this sign-in in (null: English, also when the intent is unknown). */
+    async languageOf(intentId: string): Promise<ChatLanguage | null> {
+      const intent = await intents.findById(intentId, { language: 1 }).lean<Pick<LoginIntent, 'language'>>();
+      return (intent?.language as ChatLanguage | null | undefined) ?? null;
     },
 
     async approve(intentId: string, claimant: Claimant, user: User) {

@@ -1,4 +1,4 @@
-import { createChatVoice, type ChatTexts } from '../../src/chat-texts.js';
+import { chatTextsIn, createChatVoice, type ChatLanguage, type ChatTexts } from '../../src/chat-texts.js';
 import type { Clock } from '../../src/clock.js';
 import type { WhatsAppAddress, WhatsAppClient } from '../../src/delivery/whatsapp.js';
 import type { CodeSender } from '../../src/delivery/types.js';
@@ -37,7 +37,9 @@ const DECISION = /^(confirm|cancel):([A-Za-z0-9_-]{1,64})$/;
 /** Turns one stored WhatsApp message into service calls and a reply. */
 export function createWhatsAppConversation(deps: WhatsAppConversationDeps) {
   const { services, client, texts, clock, log, settings } = deps;
-  const { say, refusal, otpRefusal, confirmPrompt } = createChatVoice(texts, settings.serviceName);
+  const { say, refusal, otpRefusal } = createChatVoice(texts, settings.serviceName);
+  // A sign-in started on the hosted page is prompted and answered in the page's language.
+  const voiceIn = (language: ChatLanguage | null) => ({ ...createChatVoice(chatTextsIn(texts, language), settings.serviceName), texts: chatTextsIn(texts, language) });
 
   // A reply that only reports what already happened on our side: if it fails, log it and move on.
   async function notify(to: WhatsAppAddress, body: string): Promise<void> {
@@ -71,15 +73,17 @@ export function createWhatsAppConversation(deps: WhatsAppConversationDeps) {
       return { status: 'handled', outcome: `login_refused:${error.code}` };
     }
     if (!settings.requireConfirm) return decide(sender, 'confirm', summary.intentId);
+    const voice = voiceIn(summary.language);
     // The prompt is the effect of this message: if it cannot be sent, the inbox retries the message.
-    await client.sendButtons(sender.address, confirmPrompt(summary), [
-      { id: `confirm:${summary.intentId}`, title: texts.confirmButton },
-      { id: `cancel:${summary.intentId}`, title: texts.cancelButton },
+    await client.sendButtons(sender.address, voice.confirmPrompt(summary), [
+      { id: `confirm:${summary.intentId}`, title: voice.texts.confirmButton },
+      { id: `cancel:${summary.intentId}`, title: voice.texts.cancelButton },
     ]);
     return { status: 'handled', outcome: 'login_confirmation_asked' };
   }
 
   async function decide(sender: Sender, decision: 'confirm' | 'cancel', intentId: string): Promise<HandlingOutcome> {
+    const { say, refusal } = voiceIn(await services.loginIntents.languageOf(intentId));
     try {
       if (decision === 'confirm') {
         const user = await services.identities.resolveByWhatsApp({ waId: sender.waId, phone: sender.phone, userId: sender.userId });

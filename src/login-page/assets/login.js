@@ -270,7 +270,7 @@
       var chat = button.dataset.chat;
       setError('');
       busy(button, true);
-      call('POST', '/intents', { chat: chat })
+      call('POST', '/intents', { chat: chat, language: document.documentElement.lang })
         .then(function (created) {
           intent = created;
           show('cg-phone-step', false);
