@@ -1,13 +1,11 @@
-import { timingSafeEqual } from 'node:crypto';
 import type { Model } from 'mongoose';
 import type { Channel } from '../../models/channels.js';
 import type { LoginIntent } from '../../models/login-intent.js';
 import type { User } from '../../models/user.js';
 import type { Clock } from '../clock.js';
-import { AppError } from '../errors.js';
 import { assertActiveUser, type IdentityService } from '../services/identities.js';
 import type { Reservations } from '../services/reservations.js';
-import { sha256 } from '../services/tokens.js';
+import { findIntentForPollToken } from '../services/login-intents.js';
 
 export type HandoverAnswer = { status: 'pending' | 'rejected' | 'expired' | 'consumed' } | { status: 'approved'; user: User; channel: Channel };
 
@@ -19,14 +17,7 @@ export type HandoverAnswer = { status: 'pending' | 'rejected' | 'expired' | 'con
 export function createIntentHandover(deps: { intents: Model<LoginIntent>; reservations: Reservations; identities: IdentityService; clock: Clock; keepSeconds: number }) {
   const { intents, reservations, identities, clock } = deps;
   return async function takeApprovedIntent(intentId: string, pollToken: string | undefined): Promise<HandoverAnswer> {
-    if (!pollToken) throw new AppError('unauthorized', 'Send the poll token as "Authorization: Bearer <pollToken>".');
-    const intent = await intents.findById(intentId).lean<LoginIntent>();
-    if (!intent) throw new AppError('not_found', 'This sign-in request is unknown.');
-    const expected = Buffer.from(intent.pollTokenHash);
-    const given = Buffer.from(sha256(pollToken));
-    if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
-      throw new AppError('unauthorized', 'The poll token does not match this sign-in request.');
-    }
+    const intent = await findIntentForPollToken(intents, intentId, pollToken);
     const expired = intent.expiresAt.getTime() <= clock.now().getTime();
     if (intent.status === 'pending') return { status: expired ? 'expired' : 'pending' };
     if (intent.status === 'rejected' || intent.status === 'consumed') return { status: intent.status };

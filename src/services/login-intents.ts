@@ -50,6 +50,22 @@ const HANDOVER_GRACE_MS = 60_000;
 
 export const normalizeIntentCode = (input: string): string => input.toUpperCase().replace(/[\s-]/g, '');
 
+/**
+ * The intent a poll token opens, for the REST poll and the OpenID sign-in alike: unknown → 404, a missing or wrong
+ * token → 401 (compared in constant time).
+ */
+export async function findIntentForPollToken(intents: Model<LoginIntent>, intentId: string, pollToken: string | undefined): Promise<LoginIntent> {
+  if (!pollToken) throw new AppError('unauthorized', 'Send the poll token as "Authorization: Bearer <pollToken>".');
+  const intent = await intents.findById(intentId).lean<LoginIntent>();
+  if (!intent) throw new AppError('not_found', 'This sign-in request is unknown.');
+  const expected = Buffer.from(intent.pollTokenHash);
+  const given = Buffer.from(sha256(pollToken));
+  if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
+    throw new AppError('unauthorized', 'The poll token does not match this sign-in request.');
+  }
+  return intent;
+}
+
 export function createLoginIntentService(deps: LoginIntentDeps) {
   const { intents, reservations, identities, tokens, audit, clock, settings, linkBuilders } = deps;
   const keepReservations = settings.ttlSeconds + 3600;
@@ -154,14 +170,7 @@ export function createLoginIntentService(deps: LoginIntentDeps) {
 
     /** The browser's view. Tokens are handed over exactly once, to the first poll after approval. */
     async poll(intentId: string, pollToken: string | undefined, context: { ip?: string | undefined }) {
-      if (!pollToken) throw new AppError('unauthorized', 'Send the poll token as "Authorization: Bearer <pollToken>".');
-      const intent = await intents.findById(intentId).lean<LoginIntent>();
-      if (!intent) throw new AppError('not_found', 'This sign-in request is unknown.');
-      const expected = Buffer.from(intent.pollTokenHash);
-      const given = Buffer.from(sha256(pollToken));
-      if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
-        throw new AppError('unauthorized', 'The poll token does not match this sign-in request.');
-      }
+      const intent = await findIntentForPollToken(intents, intentId, pollToken);
       switch (intent.status) {
         case 'pending':
           return isExpired(intent) ? { status: 'expired' as const } : { status: 'pending' as const, expiresIn: secondsBetween(clock.now(), intent.expiresAt) };
