@@ -428,11 +428,15 @@ function telegramLoginProblems(config: Config): string[] {
   return problems;
 }
 
-/** The most wrong codes one phone can be tried with in a day: two attempt budgets per code, bounded by the daily failures. */
+/**
+ * The most wrong codes one phone can be tried with in any 24 hours: two attempt budgets per code (the challenge id's
+ * holder's and by phone) times the sends, bounded by OTP_MAX_FAILURES_PER_DAY. That bound is exact because the failures
+ * are counted in a rolling 24 hours; a count per calendar day would allow twice as many around midnight.
+ */
 export const dailyGuessBudget = (config: Config): number =>
   Math.min(config.OTP_MAX_FAILURES_PER_DAY, 2 * config.OTP_MAX_ATTEMPTS * config.OTP_MAX_SENDS_PER_PHONE_PER_HOUR * 24);
 
-// An attacker who targets one phone may have at most a 1-in-10,000 chance a day of guessing its code.
+// An attacker who targets one phone may have at most a 1-in-10,000 chance in 24 hours of guessing its code.
 function guessingProblems(config: Config): string[] {
   const guesses = dailyGuessBudget(config);
   if (guesses * 10_000 <= 10 ** config.OTP_LENGTH) return [];

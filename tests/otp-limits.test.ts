@@ -29,7 +29,7 @@ async function failChecks(phone: string, wrong: number) {
   return { challengeId, code };
 }
 
-describe('the daily guessing budget of a phone', () => {
+describe('the guessing budget of a phone', () => {
   it('refuses new codes after OTP_MAX_FAILURES_PER_DAY wrong checks, pointing to the chat login', async () => {
     const phone = uniquePhone();
     for (let code = 0; code < 3; code++) await failChecks(phone, 5);
@@ -40,21 +40,8 @@ describe('the daily guessing budget of a phone', () => {
     expect(sms.sent.length).toBe(before);
     expect(await auditOf('otp.failure_budget_exhausted')).toHaveLength(1);
     expect(logs.some((line) => line.includes('otp failure budget exhausted') && !line.includes(phone))).toBe(true);
-    // The next day brings a new budget.
+    // 24 hours after the wrong checks the budget is whole again.
     clock.advance(86_400);
-    expect((await requestFrom(app, phone)).statusCode).toBe(200);
-  });
-
-  it('starts again from nothing after a right code', async () => {
-    const phone = uniquePhone();
-    await failChecks(phone, 5);
-    await failChecks(phone, 4);
-    const { challengeId, code } = await failChecks(phone, 4);
-    expect((await verify({ challengeId, code })).statusCode).toBe(200);
-    // A new hour for the per-phone send cap, the same day for the failure count.
-    clock.advance(3600);
-    await failChecks(phone, 5);
-    await failChecks(phone, 5);
     expect((await requestFrom(app, phone)).statusCode).toBe(200);
   });
 
@@ -70,6 +57,129 @@ describe('the daily guessing budget of a phone', () => {
   it('accepts the defaults and the NIST limit of 100 with 6 digits', () => {
     expect(loadConfig({}).OTP_MAX_FAILURES_PER_DAY).toBe(15);
     expect(loadConfig({ OTP_MAX_FAILURES_PER_DAY: '100' }).OTP_MAX_FAILURES_PER_DAY).toBe(100);
+  });
+});
+
+describe('the failure budget counts a rolling 24 hours', async () => {
+  const FAILURES = 4;
+  const HOUR = 3600;
+  // Its own app (and clock) with a small budget, so one code's attempts can spend it.
+  const windowed = await buildTestApp({ DEFAULT_COUNTRY: 'IN', OTP_MAX_FAILURES_PER_DAY: String(FAILURES) });
+  const request = (phone: string) => requestFrom(windowed.app, phone);
+  const check = (payload: object) => windowed.app.inject({ method: 'POST', url: '/auth/otp/verify', payload });
+
+  /** Asks for a code and makes `wrong` wrong checks of it, all at the clock's present time. */
+  async function wrongChecks(phone: string, wrong: number) {
+    const requested = await request(phone);
+    expect(requested.statusCode, requested.body).toBe(200);
+    const { challengeId } = requested.json() as { challengeId: string };
+    const code = windowed.sms.lastCodeFor(phone);
+    for (let attempt = 0; attempt < wrong; attempt++) {
+      const checked = await check({ challengeId, code: wrongFor(code) });
+      expect(checked.json()).toMatchObject({ error: 'invalid_code' });
+    }
+    return { challengeId, code };
+  }
+
+  const expectRefused = async (phone: string, retryAfter?: number) => {
+    const refused = await request(phone);
+    expect(refused.statusCode).toBe(429);
+    expect(refused.json()).toMatchObject({ error: 'rate_limited', message: expect.stringMatching(/WhatsApp or Telegram/) });
+    if (retryAfter !== undefined) expect(refused.json()).toMatchObject({ retryAfter });
+  };
+
+  it('does not renew at midnight UTC: wrong checks late on one day still count just after midnight', async () => {
+    const phone = uniquePhone();
+    windowed.clock.set(new Date('2031-03-10T23:50:00Z'));
+    await wrongChecks(phone, FAILURES);
+    windowed.clock.set(new Date('2031-03-11T00:05:00Z'));
+    await expectRefused(phone);
+  });
+
+  it('refuses new codes until 24 hours after the wrong checks, then allows them again', async () => {
+    const phone = uniquePhone();
+    const start = new Date('2031-04-01T08:00:00Z');
+    windowed.clock.set(start);
+    await wrongChecks(phone, FAILURES);
+    windowed.clock.set(new Date(start.getTime() + (24 * HOUR - 60) * 1000));
+    await expectRefused(phone, 60);
+    windowed.clock.set(new Date(start.getTime() + 24 * HOUR * 1000));
+    expect((await request(phone)).statusCode).toBe(200);
+  });
+
+  it('slides: a failure leaves the window 24 hours after it, the ones after it stay counted', async () => {
+    const phone = uniquePhone();
+    const start = new Date('2031-05-01T08:00:00Z');
+    windowed.clock.set(start);
+    await wrongChecks(phone, 1);
+    windowed.clock.set(new Date(start.getTime() + 12 * HOUR * 1000));
+    await wrongChecks(phone, FAILURES - 1);
+    await expectRefused(phone, 12 * HOUR);
+
+    // The first failure has left the window: exactly one more wrong check is compared, then the budget is spent again.
+    windowed.clock.set(new Date(start.getTime() + (24 * HOUR + 60) * 1000));
+    const { challengeId, code } = await wrongChecks(phone, 1);
+    const past = await check({ challengeId, code: wrongFor(code) });
+    expect(past.statusCode).toBe(429);
+    expect(past.json()).toMatchObject({ error: 'too_many_attempts', message: expect.stringMatching(/WhatsApp or Telegram/) });
+    // Not even the right code is compared once the budget is spent.
+    expect((await check({ challengeId, code })).json()).toMatchObject({ error: 'too_many_attempts' });
+    windowed.clock.advance(31);
+    await expectRefused(phone, 12 * HOUR - 60 - 31);
+
+    // 24 hours after the later failures, the budget is whole again.
+    windowed.clock.set(new Date(start.getTime() + (36 * HOUR + 60) * 1000));
+    expect((await request(phone)).statusCode).toBe(200);
+  });
+
+  it('starts again from nothing after a right code', async () => {
+    const phone = uniquePhone();
+    windowed.clock.set(new Date('2031-06-01T08:00:00Z'));
+    const { challengeId, code } = await wrongChecks(phone, FAILURES - 1);
+    expect((await check({ challengeId, code })).statusCode).toBe(200);
+    windowed.clock.advance(31);
+    await wrongChecks(phone, FAILURES - 1);
+    windowed.clock.advance(31);
+    await wrongChecks(phone, 1);
+    windowed.clock.advance(31);
+    await expectRefused(phone);
+  });
+
+  it('is not blocked by the leftover of a check that died between recording a failure and deleting an old one', async () => {
+    const phone = uniquePhone();
+    const now = new Date('2031-08-10T08:00:00Z');
+    windowed.clock.set(now);
+    const hoursAgo = (hours: number) => new Date(now.getTime() - hours * HOUR * 1000);
+    // Failures 4 to 7 of an earlier day, and failure 0 still in the key failure 8 takes (2 × the budget keys).
+    const failure = (n: number, at: Date) => ({ _id: `otp-fail:${phone}:${n % (2 * FAILURES)}`, n, createdAt: at, cleanupAt: new Date(now.getTime() + HOUR * 1000) });
+    await windowed.database.connection
+      .collection('reservations')
+      .insertMany([failure(0, hoursAgo(72)), ...[4, 5, 6, 7].map((n) => failure(n, hoursAgo(25)))] as never[]);
+    // Those failures are past the window: the whole budget is there.
+    await wrongChecks(phone, FAILURES);
+    windowed.clock.advance(31);
+    await expectRefused(phone, 24 * HOUR - 31);
+  });
+
+  it('records no more than the budget of 30 concurrent wrong checks for one phone', async () => {
+    const raced = await buildTestApp({ DEFAULT_COUNTRY: 'IN', OTP_MAX_ATTEMPTS: '20' });
+    const limit = raced.config.OTP_MAX_FAILURES_PER_DAY;
+    const phone = uniquePhone();
+    raced.clock.set(new Date('2031-07-01T08:00:00Z'));
+    const requested = await requestFrom(raced.app, phone);
+    const { challengeId } = requested.json() as { challengeId: string };
+    const wrong = wrongFor(raced.sms.lastCodeFor(phone));
+    // Half by challenge id, half by phone: each has an attempt budget of its own (20), so all 30 reach the failure count.
+    const answers = await Promise.all(
+      Array.from({ length: 30 }, (_, index) =>
+        raced.app.inject({ method: 'POST', url: '/auth/otp/verify', payload: index % 2 ? { challengeId, code: wrong } : { phone, code: wrong } }),
+      ),
+    );
+    const errors = answers.map((answer) => (answer.json() as { error: string }).error);
+    expect(errors.filter((error) => error === 'invalid_code')).toHaveLength(limit);
+    expect(errors.filter((error) => error === 'too_many_attempts')).toHaveLength(30 - limit);
+    raced.clock.advance(31);
+    expect((await requestFrom(raced.app, phone)).json()).toMatchObject({ error: 'rate_limited' });
   });
 });
 

@@ -40,13 +40,14 @@ describe('database round trips per request', () => {
     );
   });
 
-  it('a verify by challenge id with token issue: 5 sequential round trips, 10 commands', async () => {
+  it('a verify by challenge id with token issue: 6 sequential round trips, 12 commands', async () => {
     const phone = uniquePhone();
     const { challengeId } = (await post('/auth/otp/request', { phone })).json() as { challengeId: string };
     const code = testApp.sms.lastCodeFor(phone);
     const { depth, commands } = await measure(() => post('/auth/otp/verify', { challengeId, code }));
-    expect(depth).toBe(5);
-    expect(commands).toHaveLength(10);
+    // The failure count of a rolling 24 hours is read (beside the attempt slot) before the check takes its place in it.
+    expect(depth).toBe(6);
+    expect(commands).toHaveLength(12);
   });
 
   it('a verify by phone with token issue: at most 6 sequential round trips', async () => {
@@ -55,7 +56,7 @@ describe('database round trips per request', () => {
     const code = testApp.sms.lastCodeFor(phone);
     const { depth, commands } = await measure(() => post('/auth/otp/verify', { phone, code }));
     expect(depth).toBeLessThanOrEqual(6);
-    expect(commands.length).toBeLessThanOrEqual(10);
+    expect(commands.length).toBeLessThanOrEqual(12);
   });
 
   it('a refresh: 3 sequential round trips, 5 commands', async () => {

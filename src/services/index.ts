@@ -6,6 +6,7 @@ import type { Database } from '../db/connection.js';
 import type { CodeSender } from '../delivery/types.js';
 import { createCleanup } from '../db/cleanup.js';
 import { createAuditTrail } from './audit.js';
+import { createFailureBudget } from './failure-budget.js';
 import { createIdentityService } from './identities.js';
 import { createInbox } from './inbox.js';
 import { createLoginIntentService, type IntentLinkBuilder } from './login-intents.js';
@@ -53,6 +54,7 @@ export function createServices(deps: ServiceDeps) {
     otpPhones: models.OtpPhone,
     reservations,
     slots: createSlotCounter(models.Reservation, clock),
+    failures: createFailureBudget(models.Reservation, clock, config.OTP_MAX_FAILURES_PER_DAY),
     identities,
     senders: deps.senders,
     audit,

@@ -12,6 +12,7 @@ import { AppError, DeliveryError } from '../errors.js';
 import { scrubExternalText } from '../logger.js';
 import { maskPhone, parsePhone } from '../phone.js';
 import type { AuditTrail } from './audit.js';
+import type { FailureBudget, FailureCount } from './failure-budget.js';
 import type { IdentityService } from './identities.js';
 import { isDuplicateKey, type Reservations, type SlotCounter, type SlotRequest } from './reservations.js';
 
@@ -50,6 +51,8 @@ export interface OtpDeps {
   otpPhones: Model<OtpPhone>;
   reservations: Reservations;
   slots: SlotCounter;
+  /** Each phone's wrong checks in a rolling 24 hours (`maxFailuresPerDay`). */
+  failures: FailureBudget;
   identities: IdentityService;
   /** One sender per configured channel; the chat channels add theirs when configured. */
   senders: Partial<Record<Channel, CodeSender>>;
@@ -67,7 +70,7 @@ const DAY_MS = 86_400_000;
 const PAID: readonly Channel[] = ['sms', 'whatsapp'];
 
 export function createOtpService(deps: OtpDeps) {
-  const { challenges, otpPhones, reservations, slots, identities, senders, audit, clock, settings, log } = deps;
+  const { challenges, otpPhones, reservations, slots, failures, identities, senders, audit, clock, settings, log } = deps;
   const pepper: KeyObject = createSecretKey(Buffer.from(settings.pepper, 'utf8'));
   const allowedCountries = settings.allowedCountries ? new Set(settings.allowedCountries) : undefined;
   const testNumbers = settings.testNumbers ?? new Map<string, string>();
@@ -114,16 +117,9 @@ export function createOtpService(deps: OtpDeps) {
     throw new AppError('channel_unavailable', `We cannot send a code to this phone over ${requested}.`, { channel: requested });
   }
 
-  const failureCounter = (phone: string, now: Date) => ({
-    scope: `otp-fail:${phone}:${Math.floor(now.getTime() / DAY_MS)}`,
-    limit: settings.maxFailuresPerDay,
-    keepForSeconds: 2 * 86_400,
-    reclaimable: true,
-  });
-
-  const failureBudgetSpent = () =>
-    new AppError('rate_limited', 'Too many wrong codes for this phone today. Sign in through WhatsApp or Telegram, or try again tomorrow.', {
-      retryAfter: 0,
+  const failureBudgetSpent = (now: Date, until: Date) =>
+    new AppError('rate_limited', 'Too many wrong codes for this phone. Sign in through WhatsApp or Telegram, or try again later.', {
+      retryAfter: Math.max(1, secondsBetween(now, until)),
     });
 
   /** The paid-send budgets a send to this phone takes a slot of, each named for logs and the audit trail. */
@@ -202,25 +198,6 @@ export function createOtpService(deps: OtpDeps) {
     return state;
   }
 
-  /**
-   * The challenge a check is about. Only the newest delivered code of a phone works: decided from the send
-   * numbers, rather than by marking older codes, so a slow delivery that finishes last cannot revive an older code.
-   */
-  async function findChallenge(by: { challengeId: string } | { phone: string }): Promise<Challenge> {
-    let challenge: Challenge | null;
-    if ('challengeId' in by) {
-      challenge = (await challenges.collection.findOne({ _id: by.challengeId as never })) as Challenge | null;
-    } else {
-      const { e164 } = parsePhone(by.phone, settings.defaultCountry, testNumbers);
-      const newest = (await readPhone(e164))?.sends.find((send) => !send.failed);
-      challenge = newest ? ((await challenges.collection.findOne({ phone: e164, sendSeq: newest.seq })) as Challenge | null) : null;
-    }
-    if (!challenge || challenge.status !== 'active') {
-      throw new AppError('not_found', 'There is no active code for this request. Ask for a new one.');
-    }
-    return challenge;
-  }
-
   /** Whether a newer code than this one was sent (and not failed) to its phone: then this one no longer works. */
   async function isSuperseded(challenge: Challenge): Promise<boolean> {
     const state = await readPhone(challenge.phone);
@@ -229,24 +206,72 @@ export function createOtpService(deps: OtpDeps) {
     return !!(await challenges.exists({ phone: challenge.phone, sendSeq: { $gt: challenge.sendSeq }, status: { $in: ['active', 'consumed'] } }));
   }
 
+  const noActiveCode = () => new AppError('not_found', 'There is no active code for this request. Ask for a new one.');
+
+  function liveChallenge(challenge: Challenge | null, now: Date): Challenge {
+    if (!challenge || challenge.status !== 'active') throw noActiveCode();
+    if (challenge.expiresAt.getTime() <= now.getTime()) throw new AppError('expired', 'This code has expired. Ask for a new one.');
+    return challenge;
+  }
+
   /**
-   * Takes an attempt slot of the challenge (the challenge id's holder and guesses by phone have a budget each, so a
-   * stranger who knows the phone cannot spend the owner's) and one of the phone's daily failure slots, in one write.
+   * Takes an attempt slot of a code. The challenge id's holder and guesses by phone have a budget each, so a stranger
+   * who knows the phone cannot spend the owner's. Undefined when the budget is spent.
    */
-  async function reserveAttempt(challenge: Challenge, byHolder: boolean, now: Date): Promise<{ slot: number; taken: string[] }> {
-    const attempts = {
-      scope: `otp:${challenge._id}:${byHolder ? 'attempt' : 'phone-attempt'}`,
-      limit: settings.maxAttempts,
-      keepForSeconds: settings.ttlSeconds + 3600,
-    };
-    const failures = failureCounter(challenge.phone, now);
-    const { full, taken } = await slots.take([attempts, failures]);
-    if (full.includes(failures)) {
-      log.warn({ phone: maskPhone(challenge.phone), limit: settings.maxFailuresPerDay }, 'otp failure budget exhausted');
-      throw new AppError('too_many_attempts', 'Too many wrong codes for this phone today. Sign in through WhatsApp or Telegram.');
+  async function takeAttempt(scope: string): Promise<{ slot: number; key: string } | undefined> {
+    const { full, taken } = await slots.take([{ scope, limit: settings.maxAttempts, keepForSeconds: settings.ttlSeconds + 3600 }]);
+    const slot = taken.get(scope);
+    return full.length > 0 || slot === undefined ? undefined : { slot, key: `${scope}:${slot}` };
+  }
+
+  interface OpenedCheck {
+    challenge: Challenge;
+    attempt: { slot: number; key: string } | undefined;
+    failureCount: FailureCount;
+  }
+
+  /**
+   * Round trips 1 and 2 of a check by challenge id: the challenge; then, side by side, an attempt slot, whether a newer
+   * code was sent (then this one no longer works), and the phone's failures.
+   */
+  async function openCheckById(challengeId: string, now: Date): Promise<OpenedCheck> {
+    const challenge = liveChallenge((await challenges.collection.findOne({ _id: challengeId as never })) as Challenge | null, now);
+    const [attempt, superseded, failureCount] = await Promise.allSettled([
+      takeAttempt(`otp:${challenge._id}:attempt`),
+      isSuperseded(challenge),
+      failures.read(challenge.phone),
+    ]);
+    if (attempt.status === 'rejected' || superseded.status === 'rejected' || failureCount.status === 'rejected' || superseded.value) {
+      // A dead code spends nothing: the slot goes back.
+      if (attempt.status === 'fulfilled' && attempt.value) await reservations.release(attempt.value.key);
+      for (const outcome of [attempt, superseded, failureCount]) if (outcome.status === 'rejected') throw outcome.reason;
+      throw noActiveCode();
     }
-    if (full.length > 0) throw new AppError('too_many_attempts', 'Too many wrong codes. Ask for a new one.');
-    return { slot: taken.get(attempts.scope)!, taken: [...taken].map(([scope, slot]) => `${scope}:${slot}`) };
+    return { challenge, attempt: attempt.value, failureCount: failureCount.value };
+  }
+
+  /**
+   * Round trips 1 and 2 of a check by phone: the phone's document and its failures; then, side by side, its newest
+   * code and an attempt slot of it. Only the newest delivered code of a phone works: decided from the send numbers,
+   * rather than by marking older codes, so a slow delivery that finishes last cannot revive an older code. The slot is
+   * named by the send (number and time), which names one code; one taken for a dead code is spent on nothing.
+   */
+  async function openCheckByPhone(phoneInput: string, now: Date): Promise<OpenedCheck> {
+    const { e164: phone } = parsePhone(phoneInput, settings.defaultCountry, testNumbers);
+    const [state, failureCount] = await Promise.all([readPhone(phone), failures.read(phone)]);
+    const newest = state?.sends.find((send) => !send.failed);
+    if (!newest) throw noActiveCode();
+    const [found, attempt] = await Promise.all([
+      challenges.collection.findOne({ phone, sendSeq: newest.seq }) as Promise<Challenge | null>,
+      takeAttempt(`otp:${phone}:${newest.seq}:${newest.at.getTime()}:phone-attempt`),
+    ]);
+    return { challenge: liveChallenge(found, now), attempt, failureCount };
+  }
+
+  /** A check refused because the phone's failures in the last 24 hours reached the budget. */
+  function failureBudgetExhausted(phone: string): AppError {
+    log.warn({ phone: maskPhone(phone), limit: settings.maxFailuresPerDay }, 'otp failure budget exhausted');
+    return new AppError('too_many_attempts', 'Too many wrong codes for this phone. Sign in through WhatsApp or Telegram.');
   }
 
   /**
@@ -268,15 +293,11 @@ export function createOtpService(deps: OtpDeps) {
     const now = clock.now();
     const ipKey = ipLimitKey(input.ip);
     // Round trip 1: three point lookups side by side.
-    const [user, failuresSpent, state] = await Promise.all([
-      identities.findByPhone(phone),
-      slots.isFull(failureCounter(phone, now)),
-      readPhone(phone),
-    ]);
-    if (failuresSpent) {
+    const [user, failureCount, state] = await Promise.all([identities.findByPhone(phone), failures.read(phone), readPhone(phone)]);
+    if (failureCount.refusedUntil) {
       log.warn({ phone: maskPhone(phone), limit: settings.maxFailuresPerDay }, 'otp failure budget exhausted');
       await audit.record({ type: 'otp.failure_budget_exhausted', phone, ip: input.ip, detail: { limit: settings.maxFailuresPerDay } });
-      throw failureBudgetSpent();
+      throw failureBudgetSpent(now, failureCount.refusedUntil);
     }
     const sendSeq = nextSendSeq(state, ipKey, now);
     const chosen = input.via ? { sender: input.via, reachable: true } : await chooseSender(input.channel, phone, user, !!fixedCode);
@@ -393,40 +414,44 @@ export function createOtpService(deps: OtpDeps) {
    * so the check stays within its round trips). Of any number of concurrent right answers exactly one passes.
    */
   async function spendCode<T>(input: CodeCheck, alongside: (phone: string) => Promise<T>): Promise<{ challenge: Challenge; result: T }> {
-    // Round trip 1 (by phone: 2): the challenge.
-    const challenge = await findChallenge(input);
     const now = clock.now();
-    if (challenge.expiresAt.getTime() <= now.getTime()) throw new AppError('expired', 'This code has expired. Ask for a new one.');
-    // Round trip 2: an attempt slot, and whether a newer code was sent, side by side.
-    const [attempt, superseded] = await Promise.allSettled([
-      reserveAttempt(challenge, 'challengeId' in input, now),
-      'challengeId' in input ? isSuperseded(challenge) : Promise.resolve(false),
-    ]);
-    if (superseded.status === 'rejected') throw superseded.reason;
-    if (superseded.value) {
-      // A dead code spends nothing: the slots go back.
-      if (attempt.status === 'fulfilled') await Promise.all(attempt.value.taken.map((key) => reservations.release(key)));
-      throw new AppError('not_found', 'There is no active code for this request. Ask for a new one.');
+    // Round trips 1 and 2: the challenge, an attempt slot and the phone's failures (see openCheckById, openCheckByPhone).
+    const { challenge, attempt, failureCount } =
+      'challengeId' in input ? await openCheckById(input.challengeId, now) : await openCheckByPhone(input.phone, now);
+    if (failureCount.refusedUntil || !attempt) {
+      if (attempt) await reservations.release(attempt.key);
+      if (failureCount.refusedUntil) throw failureBudgetExhausted(challenge.phone);
+      throw new AppError('too_many_attempts', 'Too many wrong codes. Ask for a new one.');
     }
-    if (attempt.status === 'rejected') throw attempt.reason;
-    const { slot } = attempt.value;
+    // Round trip 3: the failure this check counts as, recorded before the code is compared (a right code then starts
+    // the count again), so concurrent guesses cannot outrun the budget. Only checks that hold an attempt slot take
+    // one, so the losers of a race for the attempts do not fight for failure numbers.
+    const recorded = await failures.record(failureCount);
+    if ('refusedUntil' in recorded) {
+      await reservations.release(attempt.key);
+      throw failureBudgetExhausted(challenge.phone);
+    }
+    const { slot } = attempt;
 
     const expected = asBuffer(challenge.codeHash);
     const given = digest(challenge._id, input.code);
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
-      await audit.record({ type: 'otp.verify_failed', channel: challenge.channel, phone: challenge.phone, ip: input.ip, detail: { attempt: slot } });
+      await Promise.all([
+        audit.record({ type: 'otp.verify_failed', channel: challenge.channel, phone: challenge.phone, ip: input.ip, detail: { attempt: slot } }),
+        failures.forgetReplaced(recorded),
+      ]);
       throw new AppError('invalid_code', 'That code is not right.', { attemptsRemaining: settings.maxAttempts - slot });
     }
-    // Round trip 3: the single use, a unique-key insert.
+    // Round trip 4: the single use, a unique-key insert.
     if (!(await reservations.reserve(`otp:${challenge._id.toString()}:used`, settings.ttlSeconds + 3600))) {
       throw new AppError('not_found', 'This code has already been used. Ask for a new one.');
     }
-    // Round trip 4: the code is spent, a right code starts the phone's failure count again, and the user is
+    // Round trip 5: the code is spent, a right code starts the phone's failure count again, and the user is
     // found or made (for a login), side by side.
     const [result] = await Promise.all([
       alongside(challenge.phone),
       challenges.updateOne({ _id: challenge._id }, { $set: { status: 'consumed' } }),
-      slots.reset(failureCounter(challenge.phone, now)),
+      failures.reset(challenge.phone),
     ]);
     return { challenge, result };
   }

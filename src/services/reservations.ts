@@ -45,8 +45,6 @@ export interface SlotRequest {
   scope: string;
   limit: number;
   keepForSeconds: number;
-  /** Slots may be given back (a reset), so a resync looks from slot 1 instead of from the last known one. */
-  reclaimable?: boolean;
 }
 
 const PROBE_CHUNK = 64;
@@ -69,7 +67,7 @@ export function createSlotCounter(reservations: Model<Reservation>, clock: Clock
   };
 
   async function firstFree(request: SlotRequest): Promise<number | undefined> {
-    let from = request.reclaimable ? 1 : (nextHint.get(request.scope) ?? 1);
+    let from = nextHint.get(request.scope) ?? 1;
     while (from <= request.limit) {
       const keys = Array.from({ length: Math.min(PROBE_CHUNK, request.limit - from + 1) }, (_, index) => `${request.scope}:${from + index}`);
       const taken = new Set((await collection().find({ _id: { $in: keys as never[] } }, { projection: { _id: 1 } }).toArray()).map((doc) => String(doc._id)));
@@ -122,9 +120,7 @@ export function createSlotCounter(reservations: Model<Reservation>, clock: Clock
           nextHint.set(entry.request.scope, entry.request.limit + 1);
           full.push(entry.request);
         } else {
-          // A reclaimable counter (reset on success) may have holes below the hint: its probe's answer is taken as is.
-          const slot = entry.request.reclaimable ? free : claim(entry.request.scope, free);
-          retry.push({ request: entry.request, slot, probed: true });
+          retry.push({ request: entry.request, slot: claim(entry.request.scope, free), probed: true });
         }
       }
       pending = retry;
@@ -133,19 +129,7 @@ export function createSlotCounter(reservations: Model<Reservation>, clock: Clock
     return { full, taken: full.length > 0 ? new Map<string, number>() : slots };
   }
 
-  return {
-    take,
-    /** Gives every slot of a counter back. */
-    async reset(request: Pick<SlotRequest, 'scope' | 'limit'>) {
-      const keys = Array.from({ length: request.limit }, (_, index) => `${request.scope}:${index + 1}`);
-      await collection().deleteMany({ _id: { $in: keys as never[] } });
-      nextHint.delete(request.scope);
-    },
-    /** Whether every slot of a counter is taken: its last slot is, as slots are taken from the lowest free one. */
-    async isFull(request: Pick<SlotRequest, 'scope' | 'limit'>) {
-      return !!(await collection().findOne({ _id: `${request.scope}:${request.limit}` as never }, { projection: { _id: 1 } }));
-    },
-  };
+  return { take };
 }
 
 export type SlotCounter = ReturnType<typeof createSlotCounter>;

@@ -1,0 +1,119 @@
+import type { Model } from 'mongoose';
+import type { Reservation } from '../../models/reservation.js';
+import type { Clock } from '../clock.js';
+import { isDuplicateKey } from './reservations.js';
+
+const DAY_MS = 86_400_000;
+
+/** One read of a phone's failures: the number the next one takes, and whether it would be refused. */
+export interface FailureCount {
+  phone: string;
+  next: number;
+  /** Set when the next failure would be refused: the moment the oldest failure in the window leaves it. */
+  refusedUntil?: Date | undefined;
+  /** The failures seen, by number: when each was recorded. */
+  seen: ReadonlyMap<number, Date>;
+}
+
+export type RecordedFailure = { number: number; phone: string; replaces: boolean } | { refusedUntil: Date };
+
+interface FailureDocument {
+  _id: string;
+  n: number;
+  createdAt: Date;
+}
+
+/**
+ * At most `limit` failures (wrong code checks) per phone in any 24 hours, exactly: no renewal at midnight.
+ *
+ * Only unique-key inserts are atomic on FerretDB, so the count is built from them. A phone's failures are numbered
+ * 0, 1, 2, … without gaps; failure j is the document `otp-fail:<phone>:<j mod 2·limit>` holding `n: j`. Failure j may
+ * be recorded only if failure j − limit is absent or older than 24 hours: as numbers are taken in order (j is only
+ * tried by whoever saw j − 1), failures j − limit + 1 … j − 1 are all newer than j − limit, so no 24 hours ever hold
+ * more than `limit` of them. The insert under the unique key decides who owns j; a loser reads again and tries the
+ * next number. The ring has twice `limit` keys so that failure j − limit, which j's check reads, is not in j's place:
+ * j's owner deletes it once j is recorded, freeing that key for j + limit.
+ */
+export function createFailureBudget(reservations: Model<Reservation>, clock: Clock, limit: number, windowMs = DAY_MS) {
+  const ringSize = 2 * limit;
+  const collection = () => reservations.collection;
+  const keyOf = (phone: string, number: number) => `otp-fail:${phone}:${number % ringSize}`;
+  const keysOf = (phone: string) => Array.from({ length: ringSize }, (_, index) => `otp-fail:${phone}:${index}`);
+
+  /** One command, point lookups of the phone's keys. */
+  async function read(phone: string): Promise<FailureCount> {
+    const found = (await collection()
+      .find({ _id: { $in: keysOf(phone) as never[] } }, { projection: { n: 1, createdAt: 1 } })
+      .toArray()) as unknown as FailureDocument[];
+    const seen = new Map<number, Date>();
+    for (const failure of found) if (typeof failure.n === 'number') seen.set(failure.n, failure.createdAt);
+    const next = Math.max(-1, ...seen.keys()) + 1;
+    const oldest = seen.get(next - limit);
+    const leavesAt = oldest ? oldest.getTime() + windowMs : 0;
+    return { phone, next, seen, refusedUntil: leavesAt > clock.now().getTime() ? new Date(leavesAt) : undefined };
+  }
+
+  /** Records the next failure of the phone, starting from `count` (a read made just before), unless the budget is spent. */
+  async function record(count: FailureCount): Promise<RecordedFailure> {
+    const { phone } = count;
+    let current = count;
+    // Each lost insert means another check recorded a failure (at most `limit` fit in the window) or a right code
+    // reset the count: the loop ends. The bound only turns a fault no one has seen into a refusal instead of a hang.
+    for (let tries = 0; tries < 4 * ringSize + 8; tries++) {
+      if (current.refusedUntil) return { refusedUntil: current.refusedUntil };
+      const number = current.next;
+      const key = keyOf(phone, number);
+      const stale = [...current.seen.keys()].find((seen) => seen < number && seen % ringSize === number % ringSize);
+      if (stale !== undefined) {
+        // A leftover of an earlier lap sits in this key: its owner's check died between recording a failure and
+        // deleting the one `limit` before it. It is at least 2·limit numbers back, so older than failure
+        // number − limit, which was just found absent or past the window: it counts for nothing and goes. A guarded
+        // delete is not atomic on FerretDB: if another check deleted it too and recorded `number` in its place
+        // in between, that failure could be deleted with it. At worst one failure is then counted again or missed,
+        // one guess too many in 24 hours, and only after a crash left the leftover: rare enough to accept.
+        await collection().deleteOne({ _id: key as never, n: stale });
+      }
+      const now = clock.now();
+      try {
+        await collection().insertOne({
+          _id: key as never,
+          n: number,
+          createdAt: now,
+          // Swept once out of the window, where it no longer counts.
+          cleanupAt: new Date(now.getTime() + windowMs),
+        });
+        return { number, phone, replaces: current.seen.has(number - limit) };
+      } catch (error) {
+        if (!isDuplicateKey(error)) throw error;
+      }
+      current = await read(phone);
+    }
+    return { refusedUntil: clock.now() };
+  }
+
+  return {
+    read,
+    record,
+
+    /**
+     * Deletes the failure `limit` before a recorded one: nothing reads it any more, and its key is the place of the
+     * failure `limit` after. Only the owner of the recorded failure does this, and only the document of that number.
+     */
+    async forgetReplaced(recorded: RecordedFailure) {
+      if (!('number' in recorded) || !recorded.replaces) return;
+      const replaced = recorded.number - limit;
+      await collection().deleteOne({ _id: keyOf(recorded.phone, replaced) as never, n: replaced });
+    },
+
+    /**
+     * A right code starts the count again: one delete of every key of the phone. A check that read the count before
+     * and records after it starts numbering where it read; the numbers below its own are then missing, which lets
+     * the phone have up to one failure more per such check in the next 24 hours, only in a race with a right code.
+     */
+    async reset(phone: string) {
+      await collection().deleteMany({ _id: { $in: keysOf(phone) as never[] } });
+    },
+  };
+}
+
+export type FailureBudget = ReturnType<typeof createFailureBudget>;
