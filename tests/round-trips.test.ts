@@ -31,12 +31,12 @@ const post = (url: string, payload: object, headers: Record<string, string> = {}
 const names = (commands: { name: string; collection: string | undefined }[]) => commands.map((command) => `${command.name} ${command.collection}`).sort();
 
 describe('database round trips per request', () => {
-  it('an OTP request: 2 sequential round trips (3 point lookups, then 3 writes side by side)', async () => {
+  it('an OTP request: 2 sequential round trips (3 lookups, then 3 writes side by side)', async () => {
     const phone = uniquePhone();
     const { depth, commands } = await measure(() => post('/auth/otp/request', { phone }));
     expect(depth).toBe(2);
     expect(names(commands)).toEqual(
-      ['find reservations', 'find otp_phones', 'find users', 'insert reservations', 'insert challenges', 'update otp_phones'].sort(),
+      ['find otp_failures', 'find otp_phones', 'find users', 'insert reservations', 'insert challenges', 'update otp_phones'].sort(),
     );
   });
 

@@ -1,5 +1,5 @@
 import type { Model } from 'mongoose';
-import type { Reservation } from '../../models/reservation.js';
+import type { OtpFailure } from '../../models/otp-failure.js';
 import type { Clock } from '../clock.js';
 import { isDuplicateKey } from './reservations.js';
 
@@ -34,13 +34,13 @@ interface FailureDocument {
  * next number. The ring has twice `limit` keys so that failure j − limit, which j's check reads, is not in j's place:
  * j's owner deletes it once j is recorded, freeing that key for j + limit.
  */
-export function createFailureBudget(reservations: Model<Reservation>, clock: Clock, limit: number, windowMs = DAY_MS) {
+export function createFailureBudget(failures: Model<OtpFailure>, clock: Clock, limit: number, windowMs = DAY_MS) {
   const ringSize = 2 * limit;
-  const collection = () => reservations.collection;
+  const collection = () => failures.collection;
   const keyOf = (phone: string, number: number) => `otp-fail:${phone}:${number % ringSize}`;
   const keysOf = (phone: string) => Array.from({ length: ringSize }, (_, index) => `otp-fail:${phone}:${index}`);
 
-  /** One command, point lookups of the phone's keys. */
+  /** One command: the phone's keys, by `$in` (index lookups on MongoDB; a scan of this small collection on FerretDB). */
   async function read(phone: string): Promise<FailureCount> {
     const found = (await collection()
       .find({ _id: { $in: keysOf(phone) as never[] } }, { projection: { n: 1, createdAt: 1 } })

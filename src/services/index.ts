@@ -54,7 +54,7 @@ export function createServices(deps: ServiceDeps) {
     otpPhones: models.OtpPhone,
     reservations,
     slots: createSlotCounter(models.Reservation, clock),
-    failures: createFailureBudget(models.Reservation, clock, config.OTP_MAX_FAILURES_PER_DAY),
+    failures: createFailureBudget(models.OtpFailure, clock, config.OTP_MAX_FAILURES_PER_DAY),
     identities,
     senders: deps.senders,
     audit,
