@@ -65,9 +65,10 @@ export function createFailureBudget(failures: Model<OtpFailure>, clock: Clock, l
       const key = keyOf(phone, number);
       const stale = [...current.seen.keys()].find((seen) => seen < number && seen % ringSize === number % ringSize);
       if (stale !== undefined) {
-        // A leftover of an earlier lap sits in this key: its owner's check died between recording a failure and
-        // deleting the one `limit` before it. It is at least 2·limit numbers back, so older than failure
-        // number − limit, which was just found absent or past the window: it counts for nothing and goes. A guarded
+        // A leftover of an earlier lap sits in this key: the owner of the failure `limit` after it did not delete it
+        // (its check died in between, or its right code lost the race to be used). It is 2·limit numbers back or more,
+        // so older than failure number − limit, which was just found absent or past the window: it counts for
+        // nothing and goes. A guarded
         // delete is not atomic on FerretDB: if another check deleted it too and recorded `number` in its place
         // in between, that failure could be deleted with it. At worst one failure is then counted again or missed,
         // one guess too many in 24 hours, and only after a crash left the leftover: rare enough to accept.
