@@ -2,7 +2,8 @@
 // the same engine, and /health against a bare Fastify hello world; runs interleaved A B A B (BENCH_ROUNDS, default 2)
 // so that a machine whose load changes hurts both alike. better-auth lives in bench/better-auth with its own
 // package.json, installed there on first use, never into the gateway's dependencies. Loopback only, bounded:
-// BENCH_SECONDS (default 5) per run, BENCH_CONNECTIONS (default 10,50).
+// BENCH_SECONDS (default 5) per run, BENCH_CONNECTIONS (default 10,50), BENCH_SCENARIOS (a subset of otpRequest, login,
+// me, health).
 import type autocannon from 'autocannon';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -111,10 +112,13 @@ try {
     { name: '/health', a: chatgate, b: fastify, aRun: chatgateScenario.health, bRun: { options: { url: `${fastify.base}/health` }, perIteration: 1 }, against: 'bare Fastify' },
   ];
 
+  const wanted = process.env.BENCH_SCENARIOS?.split(',');
+  const keys = ['otpRequest', 'login', 'me', 'health'];
+  const chosen = pairs.filter((_, index) => !wanted || wanted.includes(keys[index]!));
   const widths = [13, 13, 5, 9, 9, 7, 9, 9, 11, 11, 9, 9];
   const header = ['scenario', 'against', 'conns', 'Chatgate/s', 'other/s', 'ratio', 'p50 ms', 'other p50', 'cmds/req', 'other cmds', 'RSS MiB', 'other RSS'];
   process.stdout.write(`${formatRow(header, widths)}\n`);
-  for (const pair of pairs) {
+  for (const pair of chosen) {
     for (const connections of connectionCounts) {
       const a: Measurement[] = [];
       const b: Measurement[] = [];

@@ -244,6 +244,30 @@ describe('verifying a code', () => {
     expect(response.statusCode).toBe(403);
     expect(response.json()).toMatchObject({ error: 'user_blocked' });
   });
+
+  it('leaves a blocked user unstamped: no last login recorded for a refused sign-in', async () => {
+    const phone = uniquePhone();
+    const { code: first } = await requestCode(phone);
+    const signedIn = (await post('/auth/otp/verify', { phone, code: first })).json() as { user: { lastLoginAt: string } };
+    clock.advance(60);
+    const { code } = await requestCode(phone);
+    await database.connection.collection('users').updateOne({ phone }, { $set: { status: 'blocked' } });
+    const before = await database.connection.collection('users').findOne({ phone });
+    expect((await post('/auth/otp/verify', { phone, code })).statusCode).toBe(403);
+    const after = await database.connection.collection('users').findOne({ phone });
+    expect(after).toEqual(before);
+    expect(after?.lastLoginAt?.toISOString()).toBe(signedIn.user.lastLoginAt);
+  });
+
+  it('makes one user of many concurrent first phone sign-ins, each stamped with its login', async () => {
+    const phone = uniquePhone();
+    const users = await Promise.all(Array.from({ length: 30 }, () => app.services.identities.resolvePhoneLogin(phone, 'sms')));
+    expect(new Set(users.map((user) => user._id.toString())).size).toBe(1);
+    expect(users.every((user) => user.lastLoginChannel === 'sms' && user.status === 'active' && user.phone === phone)).toBe(true);
+    const stored = await database.connection.collection('users').find({ phone }).toArray();
+    expect(stored).toHaveLength(1);
+    expect(stored[0]).toMatchObject({ _id: users[0]!._id, lastLoginChannel: 'sms', status: 'active' });
+  });
 });
 
 describe('test numbers', () => {

@@ -142,7 +142,8 @@ export async function loginPageRoutes(app: FastifyInstance, options: LoginPageOp
     telegramLogin: telegramOidcEnabled(config),
     pagePath: () => '/login',
     async complete(request, _reply, user, channel) {
-      const issued = await services.tokens.issueForLogin(user, channel, { ip: request.ip });
+      // `complete` follows a verified code, which stamped the login already.
+      const issued = await services.tokens.issueForLogin(user, channel, { ip: request.ip }, { loginRecorded: true });
       return { signedIn: { user: issued.user, claims: decodeJwt(issued.accessToken), refreshToken: issued.refreshToken } };
     },
     async pollIntent(request, _reply, intentId, pollToken) {

@@ -62,7 +62,7 @@ export const otpRoutes: FastifyPluginAsyncZod<{ services: Services; rateLimit: o
     },
     async (request) => {
       const { user, channel } = await services.otp.verifyCode({ ...request.body, ip: request.ip });
-      return services.tokens.issueForLogin(user, channel, { ip: request.ip, userAgent: request.headers['user-agent'] });
+      return services.tokens.issueForLogin(user, channel, { ip: request.ip, userAgent: request.headers['user-agent'] }, { loginRecorded: true });
     },
   );
 };

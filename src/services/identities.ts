@@ -1,4 +1,4 @@
-import type { Model, Types } from 'mongoose';
+import { Types, type Model } from 'mongoose';
 import type { Channel } from '../../models/channels.js';
 import type { Session } from '../../models/session.js';
 import type { User } from '../../models/user.js';
@@ -45,6 +45,10 @@ export function assertActiveUser(user: User | null | undefined): asserts user is
   if (!user) throw new AppError('not_found', 'That user no longer exists.');
   if (user.status === 'blocked') throw new AppError('user_blocked', 'This account is blocked.');
 }
+
+/** An id from a token or a request, when it is one; anything else names nobody. */
+export const asObjectId = (id: Types.ObjectId | string): Types.ObjectId | undefined =>
+  typeof id !== 'string' ? id : /^[0-9a-f]{24}$/i.test(id) ? new Types.ObjectId(id) : undefined;
 
 export type PhoneLinkOutcome = 'linked' | 'already_linked' | 'merged' | 'phone_taken' | 'telegram_has_other_phone' | 'busy';
 
@@ -101,16 +105,15 @@ export function createIdentityService(users: Model<User>, sessions: Model<Sessio
   }
 
   // Upsert on a unique identifier. Two concurrent first logins may both try to insert; the unique index lets
-  // one win and the loser finds the winner's document.
+  // one win and the loser finds the winner's document. Through the driver, not a mongoose query: these are hot paths,
+  // and the update needs no casting (the values are ours).
   async function upsertBy(filter: Record<string, unknown>, onInsert: Record<string, unknown>, set: Record<string, unknown> = {}) {
     const now = clock.now();
     const update = { $setOnInsert: { status: 'active', createdAt: now, ...onInsert }, $set: { updatedAt: now, ...set } };
     for (let attempt = 0; ; attempt++) {
       try {
-        const user = await users
-          .findOneAndUpdate(filter, update, { upsert: true, returnDocument: 'after', timestamps: false })
-          .lean<User>();
-        return user!;
+        const user = await users.collection.findOneAndUpdate(filter, update, { upsert: true, returnDocument: 'after' });
+        return user as unknown as User;
       } catch (error) {
         if (!isDuplicateKey(error) || attempt >= 2) throw error;
       }
@@ -118,16 +121,50 @@ export function createIdentityService(users: Model<User>, sessions: Model<Sessio
   }
 
   return {
-    findById(id: Types.ObjectId | string) {
-      return users.findById(id).lean<User>();
+    async findById(id: Types.ObjectId | string): Promise<User | null> {
+      const _id = asObjectId(id);
+      return _id ? ((await users.collection.findOne({ _id })) as User | null) : null;
     },
 
-    findByPhone(phone: string) {
-      return users.findOne({ phone }).lean<User>();
+    async findByPhone(phone: string): Promise<User | null> {
+      return (await users.collection.findOne({ phone })) as User | null;
     },
 
     resolveByPhone(phone: string) {
       return upsertBy({ phone }, { phone });
+    },
+
+    /**
+     * A sign-in with a code sent to this phone: its user, found or made, stamped with the login in the same write.
+     * The write returns the user as it was, so the stamp of a blocked user (who gets no tokens) is undone.
+     */
+    async resolvePhoneLogin(phone: string, channel: Channel): Promise<User> {
+      const now = clock.now();
+      const stamp = { lastLoginAt: now, lastLoginChannel: channel, updatedAt: now };
+      const _id = new Types.ObjectId();
+      for (let attempt = 0; ; attempt++) {
+        let before: User | null;
+        try {
+          before = (await users.collection.findOneAndUpdate(
+            { phone },
+            { $setOnInsert: { _id, phone, status: 'active', createdAt: now }, $set: stamp },
+            { upsert: true, returnDocument: 'before' },
+          )) as User | null;
+        } catch (error) {
+          // A concurrent first sign-in of this phone made the user: it is found now.
+          if (!isDuplicateKey(error) || attempt >= 2) throw error;
+          continue;
+        }
+        if (!before) return { _id, phone, status: 'active', createdAt: now, ...stamp } as User;
+        if (before.status === 'blocked') {
+          const kept = { lastLoginAt: before.lastLoginAt, lastLoginChannel: before.lastLoginChannel, updatedAt: before.updatedAt };
+          const set = Object.fromEntries(Object.entries(kept).filter(([, value]) => value != null));
+          const unset = Object.fromEntries(Object.entries(kept).filter(([, value]) => value == null).map(([key]) => [key, '']));
+          await users.collection.updateOne({ _id: before._id }, { ...(Object.keys(set).length ? { $set: set } : {}), ...(Object.keys(unset).length ? { $unset: unset } : {}) });
+          return before;
+        }
+        return { ...before, ...stamp };
+      }
     },
 
     /** The Telegram user, its username and first name kept fresh. */
@@ -218,7 +255,7 @@ export function createIdentityService(users: Model<User>, sessions: Model<Sessio
 
     async recordLogin(userId: Types.ObjectId, channel: Channel) {
       const now = clock.now();
-      await users.updateOne({ _id: userId }, { $set: { lastLoginAt: now, lastLoginChannel: channel, updatedAt: now } }, { timestamps: false });
+      await users.collection.updateOne({ _id: userId }, { $set: { lastLoginAt: now, lastLoginChannel: channel, updatedAt: now } });
     },
 
   };

@@ -413,7 +413,7 @@ export function createOtpService(deps: OtpDeps) {
    * Checks a code and spends it; `alongside` runs beside the spending writes (a login finds or makes its user there,
    * so the check stays within its round trips). Of any number of concurrent right answers exactly one passes.
    */
-  async function spendCode<T>(input: CodeCheck, alongside: (phone: string) => Promise<T>): Promise<{ challenge: Challenge; result: T }> {
+  async function spendCode<T>(input: CodeCheck, alongside: (challenge: Challenge) => Promise<T>): Promise<{ challenge: Challenge; result: T }> {
     const now = clock.now();
     // Round trips 1 and 2: the challenge, an attempt slot and the phone's failures (see openCheckById, openCheckByPhone).
     const { challenge, attempt, failureCount } =
@@ -449,8 +449,8 @@ export function createOtpService(deps: OtpDeps) {
     // Round trip 5: the code is spent, a right code starts the phone's failure count again, and the user is
     // found or made (for a login), side by side.
     const [result] = await Promise.all([
-      alongside(challenge.phone),
-      challenges.updateOne({ _id: challenge._id }, { $set: { status: 'consumed' } }),
+      alongside(challenge),
+      challenges.collection.updateOne({ _id: challenge._id as never }, { $set: { status: 'consumed' } }),
       failures.reset(challenge.phone),
     ]);
     return { challenge, result };
@@ -459,9 +459,12 @@ export function createOtpService(deps: OtpDeps) {
   return {
     requestCode: (input: RequestCodeInput) => requestCode(input),
 
-    /** Checks a code; of any number of concurrent right answers exactly one gets the user. */
+    /**
+     * Checks a code; of any number of concurrent right answers exactly one gets the user, already stamped with this
+     * login (hand `loginRecorded` to issueForLogin).
+     */
     async verifyCode(input: CodeCheck) {
-      const { challenge, result: user } = await spendCode(input, (phone) => identities.resolveByPhone(phone));
+      const { challenge, result: user } = await spendCode(input, ({ phone, channel }) => identities.resolvePhoneLogin(phone, channel as Channel));
       await audit.record({ type: 'otp.verify_ok', channel: challenge.channel, userId: user._id, phone: challenge.phone, ip: input.ip });
       return { user, channel: challenge.channel as Channel };
     },

@@ -9,7 +9,7 @@ import type { Clock } from '../clock.js';
 import { describeDevice } from '../chat-texts.js';
 import { AppError } from '../errors.js';
 import type { AuditTrail } from './audit.js';
-import { assertActiveUser, publicUser, type IdentityService } from './identities.js';
+import { asObjectId, assertActiveUser, publicUser, type IdentityService } from './identities.js';
 import { isDuplicateKey } from './reservations.js';
 import type { SigningKeys } from './signing-keys.js';
 
@@ -118,6 +118,12 @@ export function createTokenService(deps: TokenDeps) {
   // not end it sooner.
   const sessionCleanupAt = (now: Date): Date => new Date(now.getTime() + (settings.refreshTtlSeconds + 86_400) * 1000);
 
+  // Hot paths (refresh, /auth/me) read through the driver: a point lookup needs no mongoose query machinery.
+  const findSession = async (id: Types.ObjectId | string): Promise<Session | null> => {
+    const _id = asObjectId(id);
+    return _id ? ((await sessions.collection.findOne({ _id })) as Session | null) : null;
+  };
+
   const signedOut = () => new AppError('token_revoked', 'This session has been signed out.');
 
   async function revokeSession(sessionId: Types.ObjectId, reason: 'logout' | 'token_reused') {
@@ -142,8 +148,11 @@ export function createTokenService(deps: TokenDeps) {
   return {
     verifyAccessToken,
 
-    /** A completed login on `channel`: opens a session and hands out the first token pair. */
-    async issueForLogin(user: User, channel: Channel, context: RequestContext) {
+    /**
+     * A completed login on `channel`: opens a session and hands out the first token pair. `loginRecorded`: the user
+     * was already stamped with this login (verifyCode does it in the write that finds the user).
+     */
+    async issueForLogin(user: User, channel: Channel, context: RequestContext, options: { loginRecorded?: boolean } = {}) {
       assertActiveUser(user);
       const now = clock.now();
       const session = { _id: new Types.ObjectId(), userId: user._id, channel, createdAt: now };
@@ -156,10 +165,10 @@ export function createTokenService(deps: TokenDeps) {
           cleanupAt: sessionCleanupAt(now),
         }),
         mintRefreshToken(session),
-        identities.recordLogin(user._id, channel),
+        options.loginRecorded ? undefined : identities.recordLogin(user._id, channel),
       ]);
       await audit.record({ type: 'tokens.issued', channel, userId: user._id, ip: context.ip, detail: { sessionId: session._id.toString() } });
-      return tokenResponse({ ...user, lastLoginAt: now, lastLoginChannel: channel }, session, refreshToken);
+      return tokenResponse(options.loginRecorded ? user : { ...user, lastLoginAt: now, lastLoginChannel: channel }, session, refreshToken);
     },
 
     /**
@@ -168,9 +177,9 @@ export function createTokenService(deps: TokenDeps) {
      */
     async refresh(presented: string, context: RequestContext) {
       // Round trip 1: the token by its unique digest; 2: its session and user side by side; 3: the successor.
-      const current = await refreshTokens.findOne({ tokenHash: sha256(presented) }).lean<RefreshToken>();
+      const current = (await refreshTokens.collection.findOne({ tokenHash: sha256(presented) })) as RefreshToken | null;
       if (!current) throw new AppError('invalid_token', 'The refresh token is not valid.');
-      const [session, user] = await Promise.all([sessions.findById(current.sessionId).lean<Session>(), identities.findById(current.userId)]);
+      const [session, user] = await Promise.all([findSession(current.sessionId), identities.findById(current.userId)]);
       if (!session || session.revokedAt) throw signedOut();
       if (current.expiresAt.getTime() <= clock.now().getTime()) throw new AppError('token_expired', 'The refresh token has expired.');
       // A user retired by a merge takes its sessions with it.
@@ -182,7 +191,7 @@ export function createTokenService(deps: TokenDeps) {
       // The session's stamp goes with the successor; if the rotation loses (a replay), the stamp is harmless.
       const [minted, stamped] = await Promise.allSettled([
         mintRefreshToken(session, { id: current._id, token: presented }),
-        sessions.updateOne({ _id: session._id }, { $set: { lastRefreshedAt: now, cleanupAt: sessionCleanupAt(now) } }),
+        sessions.collection.updateOne({ _id: session._id }, { $set: { lastRefreshedAt: now, cleanupAt: sessionCleanupAt(now) } }),
       ]);
       try {
         if (stamped.status === 'rejected') throw stamped.reason;
@@ -191,7 +200,7 @@ export function createTokenService(deps: TokenDeps) {
       } catch (error) {
         if (!isDuplicateKey(error)) throw error;
         // Rotated already. Just now (a double-fired refresh): the same successor again. Longer ago: a replay.
-        const successor = await refreshTokens.findOne({ parentId: current._id }).lean<RefreshToken>();
+        const successor = (await refreshTokens.collection.findOne({ parentId: current._id })) as RefreshToken | null;
         const rotatedMsAgo = successor ? clock.now().getTime() - successor.createdAt.getTime() : Infinity;
         if (successor && settings.reuseGraceSeconds > 0 && rotatedMsAgo <= settings.reuseGraceSeconds * 1000) {
           await audit.record({ type: 'tokens.refreshed', channel: session.channel, userId: user._id, ip: context.ip, detail: { graceReplay: true } });
@@ -223,10 +232,7 @@ export function createTokenService(deps: TokenDeps) {
     /** The signed-in user behind an access token, refused once its session has been signed out. */
     async currentUser(accessToken: string) {
       const claims = await verifyAccessToken(accessToken);
-      const [session, user] = await Promise.all([
-        sessions.findById(claims.sid).lean<Session>(),
-        identities.findById(claims.sub),
-      ]);
+      const [session, user] = await Promise.all([findSession(claims.sid), identities.findById(claims.sub)]);
       if (!session || session.revokedAt || !user) throw signedOut();
       assertActiveUser(user);
       return publicUser(user);
