@@ -21,10 +21,11 @@ import { waitForHandlersOnClose } from './http/in-flight.js';
 import { createSharedRateLimit, failClosed } from './http/rate-limit-store.js';
 import { loggerOptions } from './logger.js';
 import { registerBrowserProtections } from './observability/browser.js';
-import { logDestination, logRequestCompletions } from './observability/logging.js';
-import { exposeMetrics, instrumentRequests } from './observability/metrics-endpoint.js';
+import { observeCompletions } from './observability/completions.js';
+import { logDestination, requestCompletionLog } from './observability/logging.js';
+import { exposeMetrics, instrumentRequests, requestDurations } from './observability/metrics-endpoint.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
-import { REQUEST_ID_HEADER, requestIdFor } from './observability/request-id.js';
+import { requestIdFor } from './observability/request-id.js';
 import { registerSignInWithChatgate } from './oidc/index.js';
 import { registerAccounts } from './accounts/index.js';
 import { registerAdmin } from './admin/index.js';
@@ -88,12 +89,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // requestId in every log line, and one line per request instead of Fastify's two (src/observability/logging.ts).
     logController: new LogController({ requestIdLogLabel: 'requestId', disableRequestLogging: true }),
   });
-  app.addHook('onRequest', async (request, reply) => {
-    reply.header(REQUEST_ID_HEADER, request.id);
-  });
-  logRequestCompletions(app);
   const metrics = createMetrics();
   app.decorate('metrics', metrics);
+  // One log line and one duration per request, wired per route at start (src/observability/completions.ts).
+  observeCompletions(app, [requestCompletionLog(logger), requestDurations(metrics)]);
   // Requests the per-IP limiter refused, so a rate_limited error is counted under the right kind.
   const ipLimited = new WeakSet<object>();
   instrumentRequests(app, metrics, ipLimited);

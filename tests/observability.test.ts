@@ -98,6 +98,15 @@ describe('GET /metrics', () => {
     expect(text).not.toContain(tokens.user.id);
   });
 
+  it('times every route but the probes and the scrape, and unmatched URLs under one label', async () => {
+    const { app } = await buildTestApp({ METRICS_TOKEN });
+    for (const url of ['/health', '/ready', '/.well-known/jwks.json', '/no/such/route']) await app.inject({ method: 'GET', url });
+    await scrape(app);
+    const samples = await scrape(app);
+    const timed = new Set(samples.filter((sample) => sample.name === 'http_request_duration_seconds_count').map((sample) => sample.labels.route));
+    expect([...timed].sort()).toEqual(['/.well-known/jwks.json', 'unmatched']);
+  });
+
   it('counts every verification outcome, including those without an audit event', async () => {
     const testApp = await buildTestApp({ METRICS_TOKEN, OTP_MAX_ATTEMPTS: '1' });
     const { app, sms, clock } = testApp;
@@ -158,9 +167,9 @@ describe('GET /metrics', () => {
     expect(valueOf(samples, 'chatgate_rate_limit_refusals_total', { kind: 'phone' })).toBe(1);
     expect(valueOf(samples, 'chatgate_rate_limit_refusals_total', { kind: 'ip' })).toBe(0);
 
-    // The asks count against the OTP routes' own limit; the scrape and this /health use up the global one.
-    expect((await app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);
-    const refused = await app.inject({ method: 'GET', url: '/health' });
+    // The asks count against the OTP routes' own limit; the scrape and this JWKS read use up the global one.
+    expect((await app.inject({ method: 'GET', url: '/.well-known/jwks.json' })).statusCode).toBe(200);
+    const refused = await app.inject({ method: 'GET', url: '/.well-known/jwks.json' });
     expect(refused.statusCode).toBe(429);
     expect(refused.json()).toMatchObject({ error: 'rate_limited' });
     const limited = app.metrics.registry.getSingleMetric('chatgate_rate_limit_refusals_total');

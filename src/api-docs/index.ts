@@ -2,6 +2,7 @@ import swagger from '@fastify/swagger';
 import apiReference from '@scalar/fastify-api-reference';
 import type { FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
+import { DOCS_PREFIX, docsPagePolicy } from '../observability/browser.js';
 
 const description = `Chat-bot-first sign-in: a phone code over SMS, WhatsApp or Telegram, or a login intent that a chat confirms.
 Tokens are JWTs; verify them against \`/.well-known/jwks.json\`.
@@ -49,18 +50,22 @@ export const isOutsideTheApi = (url: string): boolean => url === '/login' || url
 /** GET /openapi.json and the reference page at /docs, both served from this process (no CDN). */
 export async function registerApiDocsRoutes(app: FastifyInstance): Promise<void> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-  await app.register(apiReference, {
-    routePrefix: '/docs',
-    configuration: {
-      url: '/openapi.json',
-      pageTitle: 'Chatgate API',
-      // Fonts would come from Scalar's servers; the system fonts keep the page self-contained.
-      withDefaultFonts: false,
-      // Self-contained: no telemetry, no hosted-service extras; "Test Request" stays, so a newcomer can try the login here.
-      telemetry: false,
-      showDeveloperTools: 'never',
-      mcp: { disabled: true },
-      agent: { disabled: true },
-    },
+  // The docs page's looser CSP is set in a scope of its own: no other route pays for the check.
+  await app.register(async (docs) => {
+    docs.addHook('onSend', docsPagePolicy);
+    await docs.register(apiReference, {
+      routePrefix: DOCS_PREFIX,
+      configuration: {
+        url: '/openapi.json',
+        pageTitle: 'Chatgate API',
+        // Fonts would come from Scalar's servers; the system fonts keep the page self-contained.
+        withDefaultFonts: false,
+        // Self-contained: no telemetry, no hosted-service extras; "Test Request" stays, so a newcomer can try the login here.
+        telemetry: false,
+        showDeveloperTools: 'never',
+        mcp: { disabled: true },
+        agent: { disabled: true },
+      },
+    });
   });
 }
