@@ -99,7 +99,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await registerBrowserProtections(app, config);
 
   const senders: Partial<Record<Channel, CodeSender>> = {
-    sms: deps.smsSender ?? createSmsSender(config, { twilioHttpClient: deps.twilioHttpClient }),
+    sms: deps.smsSender ?? (await createSmsSender(config, { twilioHttpClient: deps.twilioHttpClient })),
   };
   const linkBuilders: IntentLinkBuilder[] = [];
   const chatChannels = [whatsappChannel(config), telegramChannel(config)].filter((channel): channel is ChatChannel => !!channel);
@@ -128,7 +128,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.removeContentTypeParser('text/plain');
   const windowMs = config.RATE_LIMIT_WINDOW_SECONDS * 1000;
   const shared = config.REDIS_URL
-    ? createSharedRateLimit({ url: config.REDIS_URL, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS, log: app.log })
+    ? await createSharedRateLimit({ url: config.REDIS_URL, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS, log: app.log })
     : undefined;
   if (shared) app.addHook('onClose', () => shared.close());
   else if (config.NODE_ENV === 'production') {

@@ -1,5 +1,3 @@
-import swagger from '@fastify/swagger';
-import apiReference from '@scalar/fastify-api-reference';
 import type { FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
 import { DOCS_PREFIX, docsPagePolicy } from '../observability/browser.js';
@@ -15,6 +13,8 @@ Branch on \`error\`, never on \`message\`.`;
  * learns routes as they are added.
  */
 export async function registerApiDescription(app: FastifyInstance): Promise<void> {
+  // Loaded here, with API_DOCS on, rather than by app.ts's imports: with the docs off none of it is in memory.
+  const { default: swagger } = await import('@fastify/swagger');
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -49,6 +49,9 @@ export const isOutsideTheApi = (url: string): boolean => url === '/login' || url
 
 /** GET /openapi.json and the reference page at /docs, both served from this process (no CDN). */
 export async function registerApiDocsRoutes(app: FastifyInstance): Promise<void> {
+  // Scalar's module carries its 4 MiB page script as one string (about 25 MiB of memory once loaded, with its
+  // parsers): loaded only with API_DOCS on.
+  const { default: apiReference } = await import('@scalar/fastify-api-reference');
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   // The docs page's looser CSP is set in a scope of its own: no other route pays for the check.
   await app.register(async (docs) => {
