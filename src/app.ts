@@ -22,7 +22,7 @@ import { createSharedRateLimit, failClosed } from './http/rate-limit-store.js';
 import { loggerOptions } from './logger.js';
 import { registerBrowserProtections } from './observability/browser.js';
 import { observeCompletions } from './observability/completions.js';
-import { logDestination, requestCompletionLog } from './observability/logging.js';
+import { deferredRequestLoggers, logDestination, requestCompletionLog } from './observability/logging.js';
 import { exposeMetrics, instrumentRequests, requestDurations } from './observability/metrics-endpoint.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { requestIdFor } from './observability/request-id.js';
@@ -88,6 +88,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     requestIdHeader: false,
     // requestId in every log line, and one line per request instead of Fastify's two (src/observability/logging.ts).
     logController: new LogController({ requestIdLogLabel: 'requestId', disableRequestLogging: true }),
+    // Each request's child logger is made when it first writes a line (most probes write none).
+    childLoggerFactory: deferredRequestLoggers(logger),
   });
   const metrics = createMetrics();
   app.decorate('metrics', metrics);

@@ -1,9 +1,11 @@
 import { createServer } from 'node:net';
+import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
+import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
-import { wantsPrettyLogs } from '../src/observability/logging.js';
+import { deferredRequestLoggers, wantsPrettyLogs } from '../src/observability/logging.js';
 import { createMetrics } from '../src/observability/metrics.js';
 import { buildTestApp, signInBySms, TEST_PEPPER, testKeys, uniquePhone, type TestApp } from './helpers/app.js';
 import { connectTestDatabase } from './helpers/database.js';
@@ -291,6 +293,27 @@ describe('request logs', () => {
     const routesLogged = (testApp: TestApp) => logLines(testApp).filter((entry) => entry.msg === 'request completed').map((entry) => entry.route);
     expect(routesLogged(quiet)).toEqual([]);
     expect(routesLogged(chatty)).toEqual(['/health', '/ready', '/metrics']);
+  });
+
+  it("writes a request's lines with its id, and nothing below the level", () => {
+    const written: Record<string, unknown>[] = [];
+    const sink = new Writable({ write: (chunk: Buffer, _encoding, done) => (written.push(JSON.parse(chunk.toString()) as Record<string, unknown>), done()) });
+    const parent = pino({ level: 'info' }, sink);
+    const requestLog = deferredRequestLoggers(parent).call(null as never, parent, { requestId: 'req-1' }, {}, null as never);
+    requestLog.debug({ detail: 1 }, 'below the level');
+    requestLog.trace('below the level');
+    expect(requestLog.level).toBe('info');
+    requestLog.info({ status: 200 }, 'request completed');
+    requestLog.warn('plain text');
+    requestLog.child({ part: 'inner' }).error('from a child');
+    expect(written.map(({ requestId, msg, status, part, level }) => ({ requestId, msg, status, part, level }))).toEqual([
+      { requestId: 'req-1', msg: 'request completed', status: 200, part: undefined, level: 30 },
+      { requestId: 'req-1', msg: 'plain text', status: undefined, part: undefined, level: 40 },
+      { requestId: 'req-1', msg: 'from a child', status: undefined, part: 'inner', level: 50 },
+    ]);
+    requestLog.level = 'debug';
+    requestLog.debug('now written');
+    expect(written.at(-1)).toMatchObject({ requestId: 'req-1', msg: 'now written', level: 20 });
   });
 
   it.each([

@@ -1,5 +1,5 @@
-import type { FastifyReply } from 'fastify';
-import pino, { type DestinationStream, type Logger } from 'pino';
+import type { FastifyBaseLogger, FastifyReply, FastifyServerOptions } from 'fastify';
+import pino, { type Bindings, type ChildLoggerOptions, type DestinationStream, type Logger } from 'pino';
 import PinoPretty from 'pino-pretty';
 import type { Config } from '../config.js';
 import { scrubExternalText } from '../logger.js';
@@ -47,4 +47,71 @@ export function requestCompletionLog(logger: Pick<Logger, 'isLevelEnabled'>): Co
     return (request, reply) =>
       request.log[level]({ method: request.method, route, status: reply.statusCode, durationMs: durationMs(reply) }, 'request completed');
   };
+}
+
+type LineLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+
+/**
+ * A request's logger whose pino child (the one that carries the request id) is made on the first line the request
+ * writes at an enabled level. Making a child runs its bindings through the redaction rules, a visible share of a
+ * cheap request's time, and a probe writes nothing at info.
+ */
+class DeferredRequestLogger implements FastifyBaseLogger {
+  private made: FastifyBaseLogger | undefined;
+
+  constructor(
+    private readonly parent: Logger,
+    private readonly bindings: Bindings,
+  ) {}
+
+  private get real(): FastifyBaseLogger {
+    return (this.made ??= this.parent.child(this.bindings));
+  }
+
+  get level(): string {
+    return this.made?.level ?? this.parent.level;
+  }
+
+  set level(level: string) {
+    this.real.level = level;
+  }
+
+  private write(level: LineLevel, line: unknown[]): void {
+    if (!this.made && !this.parent.isLevelEnabled(level)) return;
+    const real = this.real;
+    (real[level] as (...args: unknown[]) => void).apply(real, line);
+  }
+
+  fatal(...line: unknown[]): void {
+    this.write('fatal', line);
+  }
+  error(...line: unknown[]): void {
+    this.write('error', line);
+  }
+  warn(...line: unknown[]): void {
+    this.write('warn', line);
+  }
+  info(...line: unknown[]): void {
+    this.write('info', line);
+  }
+  debug(...line: unknown[]): void {
+    this.write('debug', line);
+  }
+  trace(...line: unknown[]): void {
+    this.write('trace', line);
+  }
+  silent(): void {}
+
+  child(bindings: Bindings, options?: ChildLoggerOptions): FastifyBaseLogger {
+    return this.real.child(bindings, options);
+  }
+}
+
+/**
+ * Fastify's childLoggerFactory: request loggers that make their pino child only when they write. A route with a log
+ * level of its own gets its child at once, as Fastify would make it.
+ */
+export function deferredRequestLoggers(parent: Logger): NonNullable<FastifyServerOptions['childLoggerFactory']> {
+  return (_logger, bindings, options) =>
+    options.level === undefined && options.serializers === undefined ? new DeferredRequestLogger(parent, bindings) : parent.child(bindings, options);
 }
