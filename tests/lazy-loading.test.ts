@@ -15,8 +15,8 @@ async function packagesLoadedWith(env: Record<string, string>): Promise<string[]
   return JSON.parse(stdout) as string[];
 }
 
-describe('what the gateway loads at start', () => {
-  it('leaves out Twilio, Redis and the API reference when SMS_PROVIDER, REDIS_URL and API_DOCS do not ask for them', async () => {
+describe('what the gateway loads', () => {
+  it('leaves out Twilio, Redis and the API reference at start when SMS_PROVIDER, REDIS_URL and API_DOCS do not ask for them', async () => {
     const loaded = await packagesLoadedWith({ SMS_PROVIDER: 'console', API_DOCS: 'false' });
     expect(loaded).toContain('fastify');
     expect(loaded).toContain('helmet');
@@ -26,7 +26,7 @@ describe('what the gateway loads at start', () => {
     expect(loaded).not.toContain('@fastify/swagger');
   }, 180_000);
 
-  it('loads Twilio at start when SMS_PROVIDER=twilio, Redis with REDIS_URL, and the API reference with API_DOCS on', async () => {
+  it('loads Twilio at start when SMS_PROVIDER=twilio, Redis with REDIS_URL, the OpenAPI document with API_DOCS', async () => {
     const loaded = await packagesLoadedWith({
       SMS_PROVIDER: 'twilio',
       TWILIO_ACCOUNT_SID: 'AC00000000000000000000000000000001',
@@ -38,6 +38,13 @@ describe('what the gateway loads at start', () => {
     });
     expect(loaded).toContain('twilio');
     expect(loaded).toContain('ioredis');
-    expect(loaded).toContain('@scalar/fastify-api-reference');
+    expect(loaded).toContain('@fastify/swagger');
+    // The reference page's code waits for the first visit to /docs.
+    expect(loaded).not.toContain('@scalar/fastify-api-reference');
   }, 180_000);
+
+  it('loads the API reference on the first visit to /docs, and not for API requests', async () => {
+    expect(await packagesLoadedWith({ API_DOCS: 'true', VISIT: '/health,/openapi.json,/.well-known/jwks.json' })).not.toContain('@scalar/fastify-api-reference');
+    expect(await packagesLoadedWith({ API_DOCS: 'true', VISIT: '/docs/' })).toContain('@scalar/fastify-api-reference');
+  }, 300_000);
 });

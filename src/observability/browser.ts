@@ -78,9 +78,9 @@ const docsPolicyFor = (() => {
 
 /** An onSend hook for the routes under DOCS_PREFIX: HTML pages get the docs policy instead of the API's. */
 export const docsPagePolicy: onSendHookHandler = (_request, reply: FastifyReply, payload, done) => {
-  const html = typeof payload === 'string' ? payload : Buffer.isBuffer(payload) ? payload.toString('utf8') : undefined;
-  if (html !== undefined && String(reply.getHeader('content-type') ?? '').startsWith('text/html')) {
-    reply.header('content-security-policy', docsPolicyFor(html));
+  if (String(reply.getHeader('content-type') ?? '').startsWith('text/html')) {
+    const html = typeof payload === 'string' ? payload : Buffer.isBuffer(payload) ? payload.toString('utf8') : undefined;
+    if (html !== undefined) reply.header('content-security-policy', docsPolicyFor(html));
   }
   done(null, payload);
 };

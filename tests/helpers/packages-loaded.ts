@@ -1,6 +1,6 @@
-// Run as its own process (tests/lazy-loading.test.ts): builds the gateway with the environment it is given and prints,
-// as JSON, every npm package that was loaded until the app was ready. A fresh process, so that nothing another test
-// loaded counts.
+// Run as its own process (tests/lazy-loading.test.ts): builds the gateway with the environment it is given, asks it
+// for the paths in VISIT (comma-separated) if any, and prints as JSON every npm package loaded by then. A fresh
+// process, so that nothing another test loaded counts.
 import { registerHooks } from 'node:module';
 
 const loaded = new Set<string>();
@@ -22,6 +22,10 @@ const database = await connectDatabase(process.env.TEST_MONGODB_URI!, { dbName: 
 const keys = await importSigningKeys(await generateSigningJwks('ES256'), 'ES256');
 const app = await buildApp({ config: loadConfig({ ...process.env, NODE_ENV: 'test', LOG_LEVEL: 'silent' }), database, keys, pepper: 'test-pepper-that-is-long-enough-0123456789' });
 await app.ready();
+for (const url of process.env.VISIT?.split(',') ?? []) {
+  const answer = await app.inject({ method: 'GET', url });
+  if (answer.statusCode >= 400) throw new Error(`GET ${url}: ${answer.statusCode}`);
+}
 process.stdout.write(JSON.stringify([...loaded].sort()));
 await app.close();
 await database.connection.dropDatabase();
