@@ -21,10 +21,11 @@ import { waitForHandlersOnClose } from './http/in-flight.js';
 import { createSharedRateLimit, failClosed } from './http/rate-limit-store.js';
 import { loggerOptions } from './logger.js';
 import { registerBrowserProtections } from './observability/browser.js';
-import { logDestination, logRequestCompletions } from './observability/logging.js';
-import { exposeMetrics, instrumentRequests } from './observability/metrics-endpoint.js';
+import { observeCompletions } from './observability/completions.js';
+import { deferredRequestLoggers, logDestination, requestCompletionLog } from './observability/logging.js';
+import { exposeMetrics, instrumentRequests, requestDurations } from './observability/metrics-endpoint.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
-import { REQUEST_ID_HEADER, requestIdFor } from './observability/request-id.js';
+import { requestIdFor } from './observability/request-id.js';
 import { registerSignInWithChatgate } from './oidc/index.js';
 import { registerAccounts } from './accounts/index.js';
 import { registerAdmin } from './admin/index.js';
@@ -87,20 +88,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     requestIdHeader: false,
     // requestId in every log line, and one line per request instead of Fastify's two (src/observability/logging.ts).
     logController: new LogController({ requestIdLogLabel: 'requestId', disableRequestLogging: true }),
+    // Each request's child logger is made when it first writes a line (most probes write none).
+    childLoggerFactory: deferredRequestLoggers(logger),
   });
-  app.addHook('onRequest', async (request, reply) => {
-    reply.header(REQUEST_ID_HEADER, request.id);
-  });
-  logRequestCompletions(app);
   const metrics = createMetrics();
   app.decorate('metrics', metrics);
+  // One log line and one duration per request, wired per route at start (src/observability/completions.ts).
+  observeCompletions(app, [requestCompletionLog(logger), requestDurations(metrics)]);
   // Requests the per-IP limiter refused, so a rate_limited error is counted under the right kind.
   const ipLimited = new WeakSet<object>();
   instrumentRequests(app, metrics, ipLimited);
   await registerBrowserProtections(app, config);
 
   const senders: Partial<Record<Channel, CodeSender>> = {
-    sms: deps.smsSender ?? createSmsSender(config, { twilioHttpClient: deps.twilioHttpClient }),
+    sms: deps.smsSender ?? (await createSmsSender(config, { twilioHttpClient: deps.twilioHttpClient })),
   };
   const linkBuilders: IntentLinkBuilder[] = [];
   const chatChannels = [whatsappChannel(config), telegramChannel(config)].filter((channel): channel is ChatChannel => !!channel);
@@ -129,7 +130,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.removeContentTypeParser('text/plain');
   const windowMs = config.RATE_LIMIT_WINDOW_SECONDS * 1000;
   const shared = config.REDIS_URL
-    ? createSharedRateLimit({ url: config.REDIS_URL, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS, log: app.log })
+    ? await createSharedRateLimit({ url: config.REDIS_URL, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS, log: app.log })
     : undefined;
   if (shared) app.addHook('onClose', () => shared.close());
   else if (config.NODE_ENV === 'production') {

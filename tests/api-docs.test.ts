@@ -100,6 +100,13 @@ describe('the reference page', () => {
     expect(script.headers['content-type']).toMatch(/javascript/);
     expect(page.body).toContain('/openapi.json');
   });
+
+  it('answers an unknown path under /docs with the usual not_found', async () => {
+    const response = await app.inject({ method: 'GET', url: '/docs/no-such-file.js' });
+    expect(response.statusCode).toBe(404);
+    expect(response.json()).toEqual({ error: 'not_found', message: 'There is no GET /docs/no-such-file.js.' });
+    expect(response.headers['x-content-type-options']).toBe('nosniff');
+  });
 });
 
 describe('API_DOCS=false', async () => {

@@ -89,6 +89,7 @@ describe('CORS', () => {
 describe('security headers', () => {
   it.each([
     ['a JSON answer', '/health', 200],
+    ['a readiness probe', '/ready', 200],
     ['an error', '/no/such/route', 404],
   ])('are on %s', async (_case, url, status) => {
     const { app } = await buildTestApp();
@@ -99,6 +100,16 @@ describe('security headers', () => {
     expect(response.headers['content-security-policy']).toBe("default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
     expect(response.headers['x-frame-options']).toBe('SAMEORIGIN');
     expect(response.headers['strict-transport-security']).toBeUndefined();
+  });
+
+  it("are on the OpenID Provider's answers, which it writes to the raw response itself", async () => {
+    const { app } = await buildTestApp();
+    const response = await app.inject({ method: 'GET', url: '/.well-known/openid-configuration' });
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['x-content-type-options']).toBe('nosniff');
+    expect(response.headers['x-frame-options']).toBe('SAMEORIGIN');
+    expect(response.headers['cross-origin-opener-policy']).toBe('same-origin-allow-popups');
+    expect(response.headers['referrer-policy']).toBe('no-referrer');
   });
 
   it('sends HSTS when PUBLIC_URL is https', async () => {

@@ -65,7 +65,7 @@ describe('the twilio SMS provider', () => {
 
   it('creates a message with To, From and Body through the Messages API', async () => {
     stub.respond(() => ({ status: 201, body: { sid: 'SM123', status: 'queued' } }));
-    await createTwilioSmsSender({ ...settings, from: '+15005550006' }).send(message);
+    await (await createTwilioSmsSender({ ...settings, from: '+15005550006' })).send(message);
     const request = stub.requests.at(-1)!;
     expect(request.method).toBe('POST');
     expect(request.path).toBe('/2010-04-01/Accounts/AC00000000000000000000000000000001/Messages.json');
@@ -75,13 +75,13 @@ describe('the twilio SMS provider', () => {
 
   it('sends through a messaging service when TWILIO_MESSAGING_SERVICE_SID is set', async () => {
     stub.respond(() => ({ status: 201, body: { sid: 'SM124', status: 'accepted' } }));
-    await createTwilioSmsSender({ ...settings, messagingServiceSid: 'MG0001' }).send(message);
+    await (await createTwilioSmsSender({ ...settings, messagingServiceSid: 'MG0001' })).send(message);
     expect(Object.fromEntries(new URLSearchParams(stub.requests.at(-1)!.body))).toMatchObject({ MessagingServiceSid: 'MG0001' });
   });
 
   it('turns a Twilio error into a delivery failure with its code', async () => {
     stub.respond(() => ({ status: 400, body: { code: 21211, message: "The 'To' number is not a valid phone number.", status: 400 } }));
-    const failure = createTwilioSmsSender({ ...settings, from: '+15005550006' }).send(message);
+    const failure = (await createTwilioSmsSender({ ...settings, from: '+15005550006' })).send(message);
     await expect(failure).rejects.toMatchObject({ provider: 'twilio', providerDetail: { status: 400, errorCode: 21211 } });
   });
 });

@@ -107,8 +107,13 @@ describe('Dockerfile', () => {
   it('runs the compiled server as the unprivileged node user (uid 1000 in the official image)', () => {
     const users = runtime?.instructions.filter((line) => line.startsWith('USER ')) ?? [];
     expect(users.at(-1)).toBe('USER 1000:1000');
-    expect(runtime?.instructions.at(-1)).toBe('CMD ["node", "dist/src/server.js"]');
+    expect(runtime?.instructions.at(-1)).toBe('CMD ["node", "--max-semi-space-size=16", "dist/src/server.js"]');
     expect(runtime?.instructions.some((line) => line.startsWith('HEALTHCHECK') && line.includes('/health'))).toBe(true);
+  });
+
+  it('starts Node with the same V8 flags as npm start', () => {
+    const cmd = JSON.parse(runtime!.instructions.at(-1)!.replace(/^CMD /, '')) as string[];
+    expect(cmd.join(' ')).toBe(packageJson.scripts.start);
   });
 
   it('leaves secrets and local data out of the build context', () => {

@@ -167,12 +167,31 @@ describe('rate limits per IP', async () => {
     expect((await limited.app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone: 'bad' }, ...ip('203.0.113.8') })).statusCode).toBe(400);
   });
 
-  it('the global limit covers every route', async () => {
-    const get = () => limited.app.inject({ method: 'GET', url: '/health', ...ip('198.51.100.1') });
+  it('the global limit covers every route but the probes', async () => {
+    const get = () => limited.app.inject({ method: 'GET', url: '/.well-known/jwks.json', ...ip('198.51.100.1') });
     for (let request = 0; request < 5; request++) expect((await get()).statusCode).toBe(200);
     const refused = await get();
     expect(refused.statusCode).toBe(429);
     expect(refused.json()).toMatchObject({ error: 'rate_limited' });
+  });
+
+  it('never refuses a health or readiness probe, even from an address past its limit', async () => {
+    const address = ip('198.51.100.3');
+    for (let request = 0; request < 6; request++) await limited.app.inject({ method: 'GET', url: '/nowhere', ...address });
+    expect((await limited.app.inject({ method: 'GET', url: '/nowhere', ...address })).statusCode).toBe(429);
+    for (let request = 0; request < 8; request++) {
+      const health = await limited.app.inject({ method: 'GET', url: '/health', ...address });
+      expect(health.statusCode).toBe(200);
+      expect(health.json()).toEqual({ status: 'ok' });
+      const ready = await limited.app.inject({ method: 'GET', url: '/ready', ...address });
+      expect(ready.statusCode).toBe(200);
+      expect(ready.json()).toEqual({ status: 'ready' });
+    }
+    // The sign-in routes keep their own, stricter limit.
+    const send = () => limited.app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone: 'bad' }, ...address });
+    expect((await send()).statusCode).toBe(400);
+    expect((await send()).statusCode).toBe(400);
+    expect((await send()).statusCode).toBe(429);
   });
 
   it('ignores X-Forwarded-For unless TRUST_PROXY says so', async () => {

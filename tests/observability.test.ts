@@ -1,9 +1,11 @@
 import { createServer } from 'node:net';
+import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
+import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
-import { wantsPrettyLogs } from '../src/observability/logging.js';
+import { deferredRequestLoggers, wantsPrettyLogs } from '../src/observability/logging.js';
 import { createMetrics } from '../src/observability/metrics.js';
 import { buildTestApp, signInBySms, TEST_PEPPER, testKeys, uniquePhone, type TestApp } from './helpers/app.js';
 import { connectTestDatabase } from './helpers/database.js';
@@ -98,6 +100,15 @@ describe('GET /metrics', () => {
     expect(text).not.toContain(tokens.user.id);
   });
 
+  it('times every route but the probes and the scrape, and unmatched URLs under one label', async () => {
+    const { app } = await buildTestApp({ METRICS_TOKEN });
+    for (const url of ['/health', '/ready', '/.well-known/jwks.json', '/no/such/route']) await app.inject({ method: 'GET', url });
+    await scrape(app);
+    const samples = await scrape(app);
+    const timed = new Set(samples.filter((sample) => sample.name === 'http_request_duration_seconds_count').map((sample) => sample.labels.route));
+    expect([...timed].sort()).toEqual(['/.well-known/jwks.json', 'unmatched']);
+  });
+
   it('counts every verification outcome, including those without an audit event', async () => {
     const testApp = await buildTestApp({ METRICS_TOKEN, OTP_MAX_ATTEMPTS: '1' });
     const { app, sms, clock } = testApp;
@@ -158,9 +169,9 @@ describe('GET /metrics', () => {
     expect(valueOf(samples, 'chatgate_rate_limit_refusals_total', { kind: 'phone' })).toBe(1);
     expect(valueOf(samples, 'chatgate_rate_limit_refusals_total', { kind: 'ip' })).toBe(0);
 
-    // The asks count against the OTP routes' own limit; the scrape and this /health use up the global one.
-    expect((await app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);
-    const refused = await app.inject({ method: 'GET', url: '/health' });
+    // The asks count against the OTP routes' own limit; the scrape and this JWKS read use up the global one.
+    expect((await app.inject({ method: 'GET', url: '/.well-known/jwks.json' })).statusCode).toBe(200);
+    const refused = await app.inject({ method: 'GET', url: '/.well-known/jwks.json' });
     expect(refused.statusCode).toBe(429);
     expect(refused.json()).toMatchObject({ error: 'rate_limited' });
     const limited = app.metrics.registry.getSingleMetric('chatgate_rate_limit_refusals_total');
@@ -282,6 +293,27 @@ describe('request logs', () => {
     const routesLogged = (testApp: TestApp) => logLines(testApp).filter((entry) => entry.msg === 'request completed').map((entry) => entry.route);
     expect(routesLogged(quiet)).toEqual([]);
     expect(routesLogged(chatty)).toEqual(['/health', '/ready', '/metrics']);
+  });
+
+  it("writes a request's lines with its id, and nothing below the level", () => {
+    const written: Record<string, unknown>[] = [];
+    const sink = new Writable({ write: (chunk: Buffer, _encoding, done) => (written.push(JSON.parse(chunk.toString()) as Record<string, unknown>), done()) });
+    const parent = pino({ level: 'info' }, sink);
+    const requestLog = deferredRequestLoggers(parent).call(null as never, parent, { requestId: 'req-1' }, {}, null as never);
+    requestLog.debug({ detail: 1 }, 'below the level');
+    requestLog.trace('below the level');
+    expect(requestLog.level).toBe('info');
+    requestLog.info({ status: 200 }, 'request completed');
+    requestLog.warn('plain text');
+    requestLog.child({ part: 'inner' }).error('from a child');
+    expect(written.map(({ requestId, msg, status, part, level }) => ({ requestId, msg, status, part, level }))).toEqual([
+      { requestId: 'req-1', msg: 'request completed', status: 200, part: undefined, level: 30 },
+      { requestId: 'req-1', msg: 'plain text', status: undefined, part: undefined, level: 40 },
+      { requestId: 'req-1', msg: 'from a child', status: undefined, part: 'inner', level: 50 },
+    ]);
+    requestLog.level = 'debug';
+    requestLog.debug('now written');
+    expect(written.at(-1)).toMatchObject({ requestId: 'req-1', msg: 'now written', level: 20 });
   });
 
   it.each([

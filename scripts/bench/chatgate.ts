@@ -2,6 +2,7 @@
 // limits that would otherwise answer instead of it opened up, and its codes delivered to the bench's sink.
 import type autocannon from 'autocannon';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,12 +10,16 @@ import { fileURLToPath } from 'node:url';
 import { jsonPost, nextPhone, startChild, type ServerUnderTest } from './support.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
+// The V8 flags `npm start` gives Node (package.json), so that the bench measures the process npm start runs.
+const startFlags = (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start
+  .split(/\s+/)
+  .filter((part) => part.startsWith('--'));
 
 export async function startChatgate(mongoUri: string, smsUrl: string): Promise<ServerUnderTest> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'chatgate-bench-'));
   // What `npm start` does first: build when the sources changed.
   execFileSync(process.execPath, [path.join(root, 'scripts/build-if-changed.mjs')], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
-  return startChild('chatgate', [path.join(root, 'dist/src/server.js')], {
+  return startChild('chatgate', [...startFlags, path.join(root, 'dist/src/server.js')], {
     NODE_ENV: 'development',
     HOST: '127.0.0.1',
     PORT: '0',

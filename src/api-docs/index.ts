@@ -1,7 +1,7 @@
-import swagger from '@fastify/swagger';
-import apiReference from '@scalar/fastify-api-reference';
-import type { FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
+import { AppError } from '../errors.js';
+import { DOCS_PREFIX, docsPagePolicy } from '../observability/browser.js';
 
 const description = `Chat-bot-first sign-in: a phone code over SMS, WhatsApp or Telegram, or a login intent that a chat confirms.
 Tokens are JWTs; verify them against \`/.well-known/jwks.json\`.
@@ -14,6 +14,8 @@ Branch on \`error\`, never on \`message\`.`;
  * learns routes as they are added.
  */
 export async function registerApiDescription(app: FastifyInstance): Promise<void> {
+  // Loaded here, with API_DOCS on, rather than by app.ts's imports: with the docs off none of it is in memory.
+  const { default: swagger } = await import('@fastify/swagger');
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -46,11 +48,12 @@ export async function registerApiDescription(app: FastifyInstance): Promise<void
 /** Routes served but left out of the OpenAPI document (see above). */
 export const isOutsideTheApi = (url: string): boolean => url === '/login' || url.startsWith('/login/') || url.startsWith('/oidc/');
 
-/** GET /openapi.json and the reference page at /docs, both served from this process (no CDN). */
-export async function registerApiDocsRoutes(app: FastifyInstance): Promise<void> {
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-  await app.register(apiReference, {
-    routePrefix: '/docs',
+/** Scalar's API reference in a Fastify instance of its own, serving the page and its script under DOCS_PREFIX. */
+async function startReference(): Promise<FastifyInstance> {
+  const { default: apiReference } = await import('@scalar/fastify-api-reference');
+  const reference = Fastify({ logger: false });
+  await reference.register(apiReference, {
+    routePrefix: DOCS_PREFIX,
     configuration: {
       url: '/openapi.json',
       pageTitle: 'Chatgate API',
@@ -62,5 +65,43 @@ export async function registerApiDocsRoutes(app: FastifyInstance): Promise<void>
       mcp: { disabled: true },
       agent: { disabled: true },
     },
+  });
+  await reference.ready();
+  return reference;
+}
+
+/**
+ * GET /openapi.json and the reference page at /docs, both served from this process (no CDN). Scalar's module carries
+ * its 4 MiB page script as one string, about 25 MiB of memory once loaded with its parsers, for a page developers
+ * open now and then: it is loaded on the first visit to /docs (never by an API request), and its answers pass
+ * through these routes, so they get the gateway's headers, limits and error shape.
+ */
+export async function registerApiDocsRoutes(app: FastifyInstance): Promise<void> {
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  let reference: Promise<FastifyInstance> | undefined;
+  const loadReference = () =>
+    (reference ??= startReference().catch((error: unknown) => {
+      reference = undefined; // the next visit tries again
+      throw error;
+    }));
+  app.addHook('onClose', async () => {
+    await (await reference?.catch(() => undefined))?.close();
+  });
+
+  const serve = async (request: FastifyRequest, reply: FastifyReply) => {
+    const answer = await (await loadReference()).inject({ method: 'GET', url: request.url });
+    if (answer.statusCode === 404) throw new AppError('not_found', `There is no ${request.method} ${request.url.split('?')[0]}.`);
+    for (const name of ['content-type', 'location']) {
+      const value = answer.headers[name];
+      if (typeof value === 'string') reply.header(name, value);
+    }
+    return reply.code(answer.statusCode).send(answer.rawPayload);
+  };
+  // The docs page's looser CSP is set in a scope of its own: no other route pays for the check.
+  await app.register(async (docs) => {
+    docs.addHook('onSend', docsPagePolicy);
+    docs.get(DOCS_PREFIX, { schema: { hide: true } }, serve);
+    docs.get(`${DOCS_PREFIX}/*`, { schema: { hide: true } }, serve);
   });
 }

@@ -4,8 +4,8 @@ import { createHttpSmsSender } from './http-sms.js';
 import { createTwilioSmsSender, type TwilioSettings } from './twilio-sms.js';
 import type { CodeSender } from './types.js';
 
-/** The SMS sender that SMS_PROVIDER names (config has already checked its variables). */
-export function createSmsSender(config: Config, options: { twilioHttpClient?: TwilioSettings['httpClient'] } = {}): CodeSender {
+/** The SMS sender that SMS_PROVIDER names (config has already checked its variables); a provider's SDK loads only here. */
+export async function createSmsSender(config: Config, options: { twilioHttpClient?: TwilioSettings['httpClient'] } = {}): Promise<CodeSender> {
   switch (config.SMS_PROVIDER) {
     case 'twilio':
       return createTwilioSmsSender({

@@ -1,4 +1,4 @@
-import twilio from 'twilio';
+import type twilio from 'twilio';
 import { DeliveryError } from '../errors.js';
 import type { CodeSender } from './types.js';
 
@@ -11,8 +11,12 @@ export interface TwilioSettings {
   httpClient?: twilio.RequestClient | undefined;
 }
 
-/** SMS through Twilio's Messages API (the official `twilio` package). */
-export function createTwilioSmsSender(settings: TwilioSettings): CodeSender {
+/**
+ * SMS through Twilio's Messages API (the official `twilio` package). The package is large (about 9 MiB of memory once
+ * loaded), so it is loaded here, when SMS_PROVIDER=twilio builds its sender at start, and never otherwise.
+ */
+export async function createTwilioSmsSender(settings: TwilioSettings): Promise<CodeSender> {
+  const { default: twilio } = await import('twilio');
   const client = twilio(settings.accountSid, settings.authToken, settings.httpClient ? { httpClient: settings.httpClient } : {});
   const sender = settings.messagingServiceSid ? { messagingServiceSid: settings.messagingServiceSid } : { from: settings.from! };
   return {

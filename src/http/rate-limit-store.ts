@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import type { RateLimitPluginOptions } from '@fastify/rate-limit';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { AppError } from '../errors.js';
 
 // Per-IP counters shared by every instance through Redis (REDIS_URL). @fastify/rate-limit's own Redis store either
@@ -44,7 +44,9 @@ export interface SharedRateLimitSettings {
 const unavailable = () =>
   new AppError('service_unavailable', 'Sign-in is paused for a moment because the rate limiter cannot be reached. Try again shortly.', { retryAfter: 5 });
 
-export function createSharedRateLimit(settings: SharedRateLimitSettings): SharedRateLimit {
+/** The shared counters; ioredis is loaded here, only when REDIS_URL is set. */
+export async function createSharedRateLimit(settings: SharedRateLimitSettings): Promise<SharedRateLimit> {
+  const { Redis } = await import('ioredis');
   const redis = new Redis(settings.url, {
     // While disconnected, commands fail at once instead of waiting in a queue (a request must not hang on Redis).
     enableOfflineQueue: false,

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import cors from '@fastify/cors';
-import helmet from '@fastify/helmet';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, onSendHookHandler } from 'fastify';
+import helmet from 'helmet';
 import type { Config } from '../config.js';
 import { REQUEST_ID_HEADER } from './request-id.js';
 
@@ -43,7 +44,51 @@ function wantsHsts(config: Pick<Config, 'PUBLIC_URL' | 'TRUST_PROXY'>): (request
   return (request) => request.protocol === 'https';
 }
 
-/** CORS for the listed origins, and the security headers every response carries. */
+/**
+ * Helmet's headers for our settings, worked out once at start: with no CSP nonces and HSTS decided per request below,
+ * they are the same for every response, so running helmet's middleware (or @fastify/helmet, which rebuilds it on
+ * every request) per request only costs time.
+ */
+export function helmetHeaders(): ReadonlyArray<readonly [string, string]> {
+  const headers = new Map<string, string>();
+  const collector = {
+    setHeader: (name: string, value: string) => headers.set(name.toLowerCase(), value),
+    removeHeader: (name: string) => headers.delete(name.toLowerCase()),
+  };
+  let ran = false;
+  helmet({
+    // Our own policies: a strict one for API answers (below), the docs page's by hash, the login pages' their own.
+    contentSecurityPolicy: false,
+    strictTransportSecurity: false,
+    // Popup-based sign-in flows need the opener to survive.
+    crossOriginOpenerPolicy: { policy: 'same-origin-allow-popups' },
+  })({} as IncomingMessage, collector as unknown as ServerResponse, () => (ran = true));
+  if (!ran) throw new Error('helmet did not set its headers synchronously');
+  return [...headers];
+}
+
+/** The docs page's policy, computed once per page text (the page is the same on every request). */
+const docsPolicyFor = (() => {
+  let last: { html: string; csp: string } | undefined;
+  return (html: string) => {
+    if (last?.html !== html) last = { html, csp: docsCsp(html) };
+    return last.csp;
+  };
+})();
+
+/** An onSend hook for the routes under DOCS_PREFIX: HTML pages get the docs policy instead of the API's. */
+export const docsPagePolicy: onSendHookHandler = (_request, reply: FastifyReply, payload, done) => {
+  if (String(reply.getHeader('content-type') ?? '').startsWith('text/html')) {
+    const html = typeof payload === 'string' ? payload : Buffer.isBuffer(payload) ? payload.toString('utf8') : undefined;
+    if (html !== undefined) reply.header('content-security-policy', docsPolicyFor(html));
+  }
+  done(null, payload);
+};
+
+/**
+ * CORS for the listed origins, and the headers every response carries: its request id, helmet's headers, the API's
+ * CSP and, over TLS, HSTS. One hook for all of them, with everything but the request id and HSTS fixed at start.
+ */
 export async function registerBrowserProtections(app: FastifyInstance, config: Config): Promise<void> {
   if (config.CORS_ORIGINS.length > 0) {
     await app.register(cors, {
@@ -58,26 +103,16 @@ export async function registerBrowserProtections(app: FastifyInstance, config: C
     });
   }
 
-  await app.register(helmet, {
-    global: true,
-    contentSecurityPolicy: false,
-    hsts: false,
-    // Popup-based sign-in flows need the opener to survive.
-    crossOriginOpenerPolicy: { policy: 'same-origin-allow-popups' },
-  });
-
+  const fixed = helmetHeaders();
   const hsts = wantsHsts(config);
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
+    // Helmet's headers go on the raw response, as helmet itself does, so that routes which hand the response to
+    // another library (the OpenID Provider's endpoints hijack the reply) carry them too.
+    const raw = reply.raw;
+    for (const [name, value] of fixed) raw.setHeader(name, value);
+    reply.header(REQUEST_ID_HEADER, request.id);
     reply.header('content-security-policy', apiCsp);
     if (hsts(request)) reply.header('strict-transport-security', HSTS);
-  });
-  app.addHook('onSend', async (request, reply, payload) => {
-    const path = request.url.split('?')[0] ?? '';
-    const isDocsPage = path === DOCS_PREFIX || path.startsWith(`${DOCS_PREFIX}/`);
-    const html = typeof payload === 'string' ? payload : Buffer.isBuffer(payload) ? payload.toString('utf8') : undefined;
-    if (isDocsPage && html !== undefined && String(reply.getHeader('content-type') ?? '').startsWith('text/html')) {
-      reply.header('content-security-policy', docsCsp(html));
-    }
-    return payload;
+    done();
   });
 }

@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
+import { PROBE_ROUTES, type CompletionObserver } from './completions.js';
 import { verificationOutcomes, type Metrics, type VerificationOutcome } from './metrics.js';
 
 const VERIFY_ROUTE = '/auth/otp/verify';
@@ -15,11 +16,17 @@ function bearerMatches(header: string | undefined, expected: Buffer): boolean {
   return !!match && timingSafeEqual(digest(match[1]!), expected);
 }
 
-/** Request durations, verification outcomes and rate-limit refusals, from the app's hooks. */
+/** Request durations by route pattern; probes and scrapes are not timed. */
+export function requestDurations(metrics: Metrics): CompletionObserver {
+  return (route) => {
+    if (route !== null && PROBE_ROUTES.has(route)) return undefined;
+    const pattern = route ?? 'unmatched';
+    return (request, reply) => metrics.observeRequest(request.method, pattern, reply.statusCode, reply.elapsedTime / 1000);
+  };
+}
+
+/** Verification outcomes and rate-limit refusals, from the errors requests end with. */
 export function instrumentRequests(app: FastifyInstance, metrics: Metrics, ipLimited: WeakSet<object>): void {
-  app.addHook('onResponse', async (request, reply) => {
-    metrics.observeRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
-  });
   app.addHook('onError', async (request, _reply, error) => {
     if (!(error instanceof AppError)) return;
     // The per-IP limiter's refusals were counted when it fired; any other rate_limited comes from a per-phone limit.
