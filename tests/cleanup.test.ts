@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { createCommandCounter } from '../src/db/command-counter.js';
 import { buildTestApp, signInBySms, uniquePhone } from './helpers/app.js';
 import { WHATSAPP_ENV } from './helpers/whatsapp.js';
 
@@ -73,5 +74,18 @@ describe('the cleanup sweep', () => {
     expect(await count('otp_phones', { _id: phone })).toBe(0);
     expect((await app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone } })).statusCode).toBe(200);
     expect(await count('challenges', { phone, sendSeq: 1 })).toBe(1);
+  });
+
+  it('reads one collection at a time, so requests to the others are never held up by it all at once', async () => {
+    await signInBySms(testApp);
+    const counter = createCommandCounter(database.connection);
+    try {
+      const { commands, depth } = await counter.count(() => app.services.cleanup.sweepOnce());
+      const deletes = commands.filter((command) => command.name === 'delete');
+      expect(deletes.map((command) => command.collection).sort()).toEqual([...spentCollections, 'audit_events', 'inbound_messages'].sort());
+      expect(depth).toBe(deletes.length);
+    } finally {
+      counter.stop();
+    }
   });
 });
