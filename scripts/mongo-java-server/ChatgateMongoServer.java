@@ -16,7 +16,6 @@ import de.bwaldvogel.mongo.bson.Document;
 import java.util.List;
 import java.util.stream.Stream;
 import org.h2.mvstore.MVMap;
-import org.h2.mvstore.MVStore;
 
 /**
  * mongo-java-server as Chatgate's embedded engine: a MongoDB-wire server on loopback, its data in one H2 file
@@ -44,11 +43,7 @@ public final class ChatgateMongoServer {
    */
   static final class H2BackendOpeningFast extends H2Backend {
     H2BackendOpeningFast(String file) {
-      super(new MVStore.Builder()
-          .fileName(file)
-          .cacheSize(Integer.getInteger("chatgate.h2.cacheMb", 16))
-          .pageSplitSize(Integer.getInteger("chatgate.h2.pageSplitBytes", 16 * 1024))
-          .open());
+      super(file);
     }
 
     @Override
