@@ -3,7 +3,8 @@
 // the embedded engine (EMBEDDED_DB_ENGINE); nothing leaves 127.0.0.1. Bounded: BENCH_SECONDS (default 5) per run.
 //   BENCH_CONNECTIONS=10,50      connection counts
 //   BENCH_SCENARIOS=health,login  a subset (health, jwks, me, otpRequest, login, refresh, loginIntent)
-//   BENCH_STORED_USERS=100000    users (and as many challenges, sessions, refresh tokens) stored before the runs
+//   BENCH_STORED_USERS=100000    users (and their sessions, refresh tokens, used codes, audit events) stored before the runs
+//   BENCH_DATA_DIR=/tmp/bench-db  the embedded engine keeps its data there: a later run with as many stored users reuses it
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { chatgateScenarios, loginOnce, startChatgate } from './bench/chatgate.js';
@@ -22,19 +23,23 @@ import {
 const stored = Number(process.env.BENCH_STORED_USERS ?? 0);
 const wanted = process.env.BENCH_SCENARIOS?.split(',');
 
+const engineStarting = Date.now();
 const engine = await startEngine();
+process.stderr.write(`engine ready in ${((Date.now() - engineStarting) / 1000).toFixed(1)} s\n`);
 const counter = await startRoundTripCounter(engine.uri);
 const sink = await startCodeSink();
-const dbName = `chatgate_bench_${randomBytes(4).toString('hex')}`;
+const dbName = process.env.BENCH_DATA_DIR ? `chatgate_bench_${stored}` : `chatgate_bench_${randomBytes(4).toString('hex')}`;
 const seeding = Date.now();
-await seed(engine.uri, dbName, stored);
-if (stored) process.stderr.write(`seeded ${stored} users, challenges, sessions and refresh tokens in ${Math.round((Date.now() - seeding) / 1000)} s\n`);
+const seeded = await seed(engine.uri, dbName, stored);
+if (stored) process.stderr.write(`${stored} stored users: ${seeded === 'seeded' ? `seeded in ${Math.round((Date.now() - seeding) / 1000)} s` : 'already there'}\n`);
+const gatewayStarting = Date.now();
 const gateway = await startChatgate(withDatabase(counter.uri, dbName), sink.url).catch(async (error: unknown) => {
   counter.stop();
   sink.stop();
   await engine.stop();
   throw error;
 });
+process.stderr.write(`gateway ready in ${((Date.now() - gatewayStarting) / 1000).toFixed(1)} s (its build included, when the sources changed)\n`);
 
 try {
   const tokens = await loginOnce(gateway.base, sink.codes);

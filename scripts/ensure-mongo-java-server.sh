@@ -7,9 +7,10 @@ here="$(cd "$(dirname "$0")" && pwd)"
 src="$here/mongo-java-server"
 cache="${CHATGATE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/chatgate}"
 version="$(sed -n 's:.*<artifactId>mongo-java-server</artifactId><version>\([^<]*\)</version>.*:\1:p' "$src/pom.xml")"
-dir="$cache/mongo-java-server-$version"
-# A changed pom or launcher is built again.
+# A changed pom or launcher is built into a folder of its own: checkouts with different launchers (branches, an
+# upgrade) sharing one cache do not rebuild over each other.
 stamp="$(cat "$src/pom.xml" "$src/ChatgateMongoServer.java" | sha256sum | cut -c1-16)"
+dir="$cache/mongo-java-server-$version-${stamp:0:8}"
 
 if [ -f "$dir/classes/ChatgateMongoServer.class" ] && [ "$(cat "$dir/stamp" 2>/dev/null)" = "$stamp" ]; then echo "$dir"; exit 0; fi
 for tool in java javac mvn; do

@@ -74,4 +74,28 @@ describe('the cleanup sweep', () => {
     expect((await app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone } })).statusCode).toBe(200);
     expect(await count('challenges', { phone, sendSeq: 1 })).toBe(1);
   });
+
+  it('reads one collection at a time, so requests to the others are never held up by it all at once', async () => {
+    await signInBySms(testApp);
+    // The deletes the driver sends, and how many of them were in flight at once (other work on the connection aside).
+    const client = database.connection.getClient();
+    const deleting = new Set<number>();
+    const deletedFrom: string[] = [];
+    let mostAtOnce = 0;
+    const started = (event: { requestId: number; commandName: string; command: Record<string, unknown> }) => {
+      if (event.commandName !== 'delete') return;
+      deleting.add(event.requestId);
+      deletedFrom.push(String(event.command.delete));
+      mostAtOnce = Math.max(mostAtOnce, deleting.size);
+    };
+    const ended = (event: { requestId: number }) => deleting.delete(event.requestId);
+    client.on('commandStarted', started).on('commandSucceeded', ended).on('commandFailed', ended);
+    try {
+      await app.services.cleanup.sweepOnce();
+    } finally {
+      client.off('commandStarted', started).off('commandSucceeded', ended).off('commandFailed', ended);
+    }
+    expect(deletedFrom.sort()).toEqual([...spentCollections, 'audit_events', 'inbound_messages'].sort());
+    expect(mostAtOnce).toBe(1);
+  });
 });

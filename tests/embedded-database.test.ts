@@ -42,6 +42,36 @@ describe('the embedded database', () => {
     await second.stop();
   });
 
+  it('keeps its unique indexes working across restarts, the ones no document used yet included', async () => {
+    // mongo-java-server's launcher opens stored indexes as they are, without re-reading the collections into them.
+    const dataDir = await temporaryDir('chatgate-embedded-indexes-');
+    const described = inject('mongoEngine');
+    const engine = described.startsWith('mongo-java-server') ? 'mongo-java-server' : described.startsWith('mongod') ? 'mongod' : 'ferretdb';
+    const first = await startEmbeddedDatabase({ engine, dataDir, log: () => undefined });
+    let database = await connectDatabase(first.uri, { dbName: 'chatgate' });
+    const { User, Session } = database.models;
+    const user = await User.create({ phone: '+447700900123' });
+    await Session.create({ userId: user._id, channel: 'sms', createdAt: new Date(), cleanupAt: new Date(Date.now() + 86_400_000) });
+    await database.close();
+    await first.stop();
+
+    const second = await startEmbeddedDatabase({ engine, dataDir, log: () => undefined });
+    running.push(second);
+    database = await connectDatabase(second.uri, { dbName: 'chatgate' });
+    try {
+      const models = database.models;
+      expect((await models.User.findOne({ phone: '+447700900123' }).lean())?._id.toString()).toBe(user._id.toString());
+      await expect(models.User.collection.insertOne({ phone: '+447700900123', status: 'active' } as never)).rejects.toMatchObject({ code: 11000 });
+      expect(await models.Session.countDocuments({ userId: user._id })).toBe(1);
+      // The Telegram id index held nothing when the database was opened.
+      await models.User.collection.insertOne({ telegram: { id: 4242 }, status: 'active' } as never);
+      await expect(models.User.collection.insertOne({ telegram: { id: 4242 }, status: 'active' } as never)).rejects.toMatchObject({ code: 11000 });
+      expect(await models.User.countDocuments({ 'telegram.id': 4242 })).toBe(1);
+    } finally {
+      await database.close();
+    }
+  });
+
   it('says what to set when no engine can start', async () => {
     const failing = startEmbeddedDatabase({ engine: 'ferretdb', dataDir: undefined, ferretdbBin: '/nonexistent/ferretdb', log: () => undefined });
     await expect(failing).rejects.toThrow(/Set MONGODB_URI/);

@@ -6,6 +6,8 @@ export interface CountedCommand {
   collection: string | undefined;
   /** Which sequential round trip it belongs to: commands started while another was in flight share a number. */
   wave: number;
+  /** The filters the command selects documents by (one per statement of an update or delete); none for an insert. */
+  filters: Record<string, unknown>[];
 }
 
 export interface CommandCount {
@@ -34,6 +36,32 @@ interface FinishedEvent {
 // Commands the driver sends for itself, not for the code under measurement.
 const HOUSEKEEPING = new Set(['hello', 'ismaster', 'isMaster', 'ping', 'saslStart', 'saslContinue', 'endSessions', 'killCursors']);
 
+const isDocument = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** Where each command carries its selection: find/count/distinct a `filter` or `query`, update/delete one `q` per statement. */
+function filtersOf(name: string, command: Record<string, unknown>): Record<string, unknown>[] {
+  const statements = (key: string, field: string) =>
+    (Array.isArray(command[key]) ? (command[key] as unknown[]) : []).flatMap((statement) => (isDocument(statement) && isDocument(statement[field]) ? [statement[field]] : []));
+  switch (name) {
+    case 'find':
+      return isDocument(command.filter) ? [command.filter] : [{}];
+    case 'findAndModify':
+    case 'count':
+    case 'distinct':
+      return isDocument(command.query) ? [command.query] : [{}];
+    case 'update':
+      return statements('updates', 'q');
+    case 'delete':
+      return statements('deletes', 'q');
+    case 'aggregate': {
+      const first = Array.isArray(command.pipeline) ? (command.pipeline as unknown[])[0] : undefined;
+      return [isDocument(first) && isDocument(first.$match) ? first.$match : {}];
+    }
+    default:
+      return [];
+  }
+}
+
 /**
  * Counts database round trips through the driver's command monitoring. The connection must be opened with
  * `monitorCommands: true` (`connectDatabase(uri, { monitorCommands: true })`; off by default). Counts everything on
@@ -52,7 +80,7 @@ export function createCommandCounter(connection: Connection): CommandCounter {
     if (collection && recording.ignore.has(collection)) return;
     if (recording.inFlight.size === 0) recording.wave += 1;
     recording.inFlight.add(event.requestId);
-    recording.commands.push({ name: event.commandName, collection, wave: recording.wave });
+    recording.commands.push({ name: event.commandName, collection, wave: recording.wave, filters: filtersOf(event.commandName, event.command) });
   };
   const onFinished = (event: FinishedEvent) => {
     recording?.inFlight.delete(event.requestId);
