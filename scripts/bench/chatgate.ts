@@ -14,7 +14,8 @@ export async function startChatgate(mongoUri: string, smsUrl: string): Promise<S
   const dataDir = await mkdtemp(path.join(tmpdir(), 'chatgate-bench-'));
   // What `npm start` does first: build when the sources changed.
   execFileSync(process.execPath, [path.join(root, 'scripts/build-if-changed.mjs')], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
-  return startChild('chatgate', [path.join(root, 'dist/src/server.js')], {
+  const profile = process.env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : [];
+  return startChild('chatgate', [...profile, path.join(root, 'dist/src/server.js')], {
     NODE_ENV: 'development',
     HOST: '127.0.0.1',
     PORT: '0',

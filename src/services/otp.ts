@@ -13,7 +13,7 @@ import { scrubExternalText } from '../logger.js';
 import { maskPhone, parsePhone } from '../phone.js';
 import type { AuditTrail } from './audit.js';
 import type { IdentityService } from './identities.js';
-import { isDuplicateKey, type Reservations, type SlotCounter, type SlotRequest } from './reservations.js';
+import { isDuplicateKey, type BudgetCounter, type BudgetRequest, type BudgetSlot, type Reservations, type SlotCounter } from './reservations.js';
 
 export interface OtpSettings {
   length: number;
@@ -50,6 +50,8 @@ export interface OtpDeps {
   otpPhones: Model<OtpPhone>;
   reservations: Reservations;
   slots: SlotCounter;
+  /** The paid-send budgets, handed out from blocks of slots each process reserves. */
+  sendBudgets: BudgetCounter;
   identities: IdentityService;
   /** One sender per configured channel; the chat channels add theirs when configured. */
   senders: Partial<Record<Channel, CodeSender>>;
@@ -67,7 +69,7 @@ const DAY_MS = 86_400_000;
 const PAID: readonly Channel[] = ['sms', 'whatsapp'];
 
 export function createOtpService(deps: OtpDeps) {
-  const { challenges, otpPhones, reservations, slots, identities, senders, audit, clock, settings, log } = deps;
+  const { challenges, otpPhones, reservations, slots, sendBudgets, identities, senders, audit, clock, settings, log } = deps;
   const pepper: KeyObject = createSecretKey(Buffer.from(settings.pepper, 'utf8'));
   const allowedCountries = settings.allowedCountries ? new Set(settings.allowedCountries) : undefined;
   const testNumbers = settings.testNumbers ?? new Map<string, string>();
@@ -127,7 +129,7 @@ export function createOtpService(deps: OtpDeps) {
     });
 
   /** The paid-send budgets a send to this phone takes a slot of, each named for logs and the audit trail. */
-  function budgetsFor(country: string | undefined, ip: string | undefined, now: Date): (SlotRequest & { name: string; endsAt: number })[] {
+  function budgetsFor(country: string | undefined, ip: string | undefined, now: Date): (BudgetRequest & { name: string; endsAt: number })[] {
     const hour = Math.floor(now.getTime() / HOUR_MS);
     const day = Math.floor(now.getTime() / DAY_MS);
     const hourly = { keepForSeconds: 2 * 3600, endsAt: (hour + 1) * HOUR_MS };
@@ -297,7 +299,7 @@ export function createOtpService(deps: OtpDeps) {
     // makes it the phone's newest (see isSuperseded). It is stored before it is sent, so a code that reached a
     // phone always has its record.
     const [budgetOutcome, inserted, recorded] = await Promise.allSettled([
-      budgets.length > 0 ? slots.take(budgets) : Promise.resolve({ full: [] as SlotRequest[], taken: new Map<string, number>() }),
+      budgets.length > 0 ? sendBudgets.take(budgets) : Promise.resolve({ full: [] as BudgetRequest[], taken: [] as BudgetSlot[] }),
       challenges.collection.insertOne({
         _id: challengeId as never,
         phone,
@@ -315,13 +317,13 @@ export function createOtpService(deps: OtpDeps) {
       }),
       recordSend(phone, { lastSeq: sendSeq, sends: [send, ...previousSends].slice(0, sendsKept), cleanupAt: phoneCleanupAt(now) }),
     ]);
-    const budgetSlots = budgetOutcome.status === 'fulfilled' ? [...budgetOutcome.value.taken].map(([scope, slot]) => `${scope}:${slot}`) : [];
+    const budgetSlots = budgetOutcome.status === 'fulfilled' ? budgetOutcome.value.taken : [];
     const budgetFull = budgetOutcome.status === 'fulfilled' ? budgetOutcome.value.full : [];
     const failure = [inserted, budgetOutcome, recorded].find((outcome) => outcome.status === 'rejected');
     if (failure || budgetFull.length > 0) {
       // Nothing will be sent: the budget slots go back, and a stored challenge and its send are undone.
+      sendBudgets.giveBack(budgetSlots);
       await Promise.all([
-        ...budgetSlots.map((key) => reservations.release(key)),
         ...(inserted.status === 'fulfilled'
           ? [
               challenges.collection.deleteOne({ _id: challengeId as never }),
