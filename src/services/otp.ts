@@ -267,12 +267,10 @@ export function createOtpService(deps: OtpDeps) {
   async function guessedWrites(
     budget: PromiseSettledResult<{ full: BudgetRequest[]; taken: BudgetSlot[] }>,
     inserted: PromiseSettledResult<unknown>,
-    record: PromiseSettledResult<{ upsertedCount: number }>,
+    record: PromiseSettledResult<unknown>,
     writeRecord: () => Promise<void>,
   ): Promise<[typeof budget, typeof inserted, PromiseSettledResult<unknown>]> {
-    const madeRecord = record.status === 'fulfilled' && record.value.upsertedCount > 0;
-    if (inserted.status !== 'fulfilled' || madeRecord) return [budget, inserted, record];
-    if (record.status === 'rejected' && !isDuplicateKey(record.reason)) return [budget, inserted, record];
+    if (inserted.status !== 'fulfilled' || record.status === 'fulfilled' || !isDuplicateKey(record.reason)) return [budget, inserted, record];
     const [rewritten] = await Promise.allSettled([writeRecord()]);
     return [budget, inserted, rewritten];
   }
@@ -334,22 +332,16 @@ export function createOtpService(deps: OtpDeps) {
       readPhone(phone),
       guess ? takeBudgets(guessedBudgets) : skippedGuess,
       guess ? challenges.collection.insertOne(challengeFor(1, guess.channel, undefined)) : skippedGuess,
-      // Only where the phone has no document: one that exists is never overwritten on a guess.
-      guess
-        ? otpPhones.collection.updateOne(
-            { _id: phone as never },
-            { $setOnInsert: { lastSeq: 1, sends: [firstSend], cleanupAt: phoneCleanupAt(now) } },
-            { upsert: true },
-          )
-        : skippedGuess,
+      // An insert: it writes only where the phone has no document, so one that exists is never overwritten on a guess.
+      guess ? otpPhones.collection.insertOne({ _id: phone as never, lastSeq: 1, sends: [firstSend], cleanupAt: phoneCleanupAt(now) }) : skippedGuess,
     ]);
     const read = <T>(outcome: PromiseSettledResult<T>): T | undefined => (outcome.status === 'fulfilled' ? outcome.value : undefined);
     const readFailure = [userRead, failuresRead, stateRead].find((outcome) => outcome.status === 'rejected');
     const user = read(userRead) ?? null;
     const failuresSpent = read(failuresRead);
-    // The guess's own write may reach the phone's document before the lookup does: a document the guess made means
+    // The guess's own insert may reach the phone's document before the lookup does: a document the guess made means
     // there was none before.
-    const madeRecord = (read(guessedRecord as PromiseSettledResult<{ upsertedCount: number } | undefined>)?.upsertedCount ?? 0) > 0;
+    const madeRecord = guess !== undefined && guessedRecord.status === 'fulfilled';
     const state = madeRecord ? null : (read(stateRead) ?? null);
     const guessedChosen = guess && !readFailure && user?.status !== 'blocked' ? await chooseSender(input.channel, phone, user, !!fixedCode) : undefined;
     const guessHolds = !!guess && !readFailure && !failuresSpent && state === null && guessedChosen?.sender === guess && guessedChosen.reachable;
@@ -389,7 +381,7 @@ export function createOtpService(deps: OtpDeps) {
       ? await guessedWrites(
           guessedBudget as PromiseSettledResult<{ full: BudgetRequest[]; taken: BudgetSlot[] }>,
           guessedChallenge,
-          guessedRecord as PromiseSettledResult<{ upsertedCount: number }>,
+          guessedRecord,
           () => recordSend(phone, { lastSeq: 1, sends: [firstSend], cleanupAt: phoneCleanupAt(now) }),
         )
       : await Promise.allSettled([
