@@ -259,8 +259,13 @@ export function createBudgetCounter(reservations: Model<Reservation>, clock: Clo
      * slots taken.
      */
     async take(requests: readonly BudgetRequest[]): Promise<{ full: BudgetRequest[]; taken: BudgetSlot[] }> {
-      // Budgets of past windows are never asked for again; forgetting them wastes at most their held slots.
-      if (pools.size > 10_000) pools.clear();
+      // Budgets of past windows are never asked for again. Those holding no slots (most per-IP ones) are forgotten
+      // first, so many requesting IPs do not drop the slots held for the shared budgets; forgetting a budget wastes at
+      // most the slots it held.
+      if (pools.size > 10_000) {
+        for (const [scope, pool] of pools) if (pool.free.length === 0 && !pool.refilling) pools.delete(scope);
+        if (pools.size > 5_000) pools.clear();
+      }
       const outcomes = await Promise.allSettled(requests.map((request) => takeOne(request)));
       const taken: BudgetSlot[] = [];
       const full: BudgetRequest[] = [];
