@@ -342,9 +342,14 @@ export function createOtpService(deps: OtpDeps) {
     // The guess's own insert may reach the phone's document before the lookup does: a document the guess made means
     // there was none before.
     const madeRecord = guess !== undefined && guessedRecord.status === 'fulfilled';
-    const state = madeRecord ? null : (read(stateRead) ?? null);
+    const seen = madeRecord ? null : (read(stateRead) ?? null);
+    // A document whose last send is number 1 while this guess holds send 1 was made by a concurrent first request
+    // (which lost send 1 and rebuilds it), or is older than send 1's challenge (over an hour, outside every limit):
+    // either way this request holds the phone's first send, and undoing it could leave the phone sent nothing.
+    const noHistory = seen === null || (guessedChallenge.status === 'fulfilled' && guess !== undefined && seen.lastSeq <= 1);
     const guessedChosen = guess && !readFailure && user?.status !== 'blocked' ? await chooseSender(input.channel, phone, user, !!fixedCode) : undefined;
-    const guessHolds = !!guess && !readFailure && !failuresSpent && state === null && guessedChosen?.sender === guess && guessedChosen.reachable;
+    const guessHolds = !!guess && !readFailure && !failuresSpent && noHistory && guessedChosen?.sender === guess && guessedChosen.reachable;
+    const state = guessHolds ? null : seen;
     rememberPhone(phone, now);
     if (guess) {
       if (!guessHolds) {
