@@ -2,8 +2,8 @@
 // the same engine, and /health against a bare Fastify hello world; runs interleaved A B A B (BENCH_ROUNDS, default 2)
 // so that a machine whose load changes hurts both alike. better-auth lives in bench/better-auth with its own
 // package.json, installed there on first use, never into the gateway's dependencies. Loopback only, bounded:
-// BENCH_SECONDS (default 5) per run, BENCH_CONNECTIONS (default 10,50), BENCH_SCENARIOS (a subset of otpRequest, login,
-// me, health).
+// BENCH_SECONDS (default 5) per run, BENCH_CONNECTIONS (default 10,50), BENCH_SCENARIOS (a subset: otpRequest, login, me,
+// health).
 import type autocannon from 'autocannon';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -31,6 +31,7 @@ import {
 const root = fileURLToPath(new URL('..', import.meta.url));
 const betterAuthDir = path.join(root, 'bench/better-auth');
 const rounds = Number(process.env.BENCH_ROUNDS ?? 2);
+const wanted = process.env.BENCH_SCENARIOS?.split(',');
 
 if (!existsSync(path.join(betterAuthDir, 'node_modules/better-auth'))) {
   process.stderr.write('installing better-auth into bench/better-auth (once)\n');
@@ -105,20 +106,18 @@ try {
     sessionRead: { options: { url: `${betterAuth.base}/api/auth/get-session`, headers: { cookie } }, perIteration: 1 },
   } satisfies Record<string, { options: autocannon.Options; perIteration: number }>;
 
-  const pairs: Array<{ name: string; a: ServerUnderTest; b: ServerUnderTest; aRun: { options: autocannon.Options; perIteration: number }; bRun: { options: autocannon.Options; perIteration: number }; against: string }> = [
-    { name: 'OTP request', a: chatgate, b: betterAuth, aRun: chatgateScenario.otpRequest, bRun: betterAuthScenario.otpRequest, against: 'better-auth' },
-    { name: 'full login', a: chatgate, b: betterAuth, aRun: chatgateScenario.login, bRun: betterAuthScenario.login, against: 'better-auth' },
-    { name: 'session read', a: chatgate, b: betterAuth, aRun: chatgateScenario.me, bRun: betterAuthScenario.sessionRead, against: 'better-auth' },
-    { name: '/health', a: chatgate, b: fastify, aRun: chatgateScenario.health, bRun: { options: { url: `${fastify.base}/health` }, perIteration: 1 }, against: 'bare Fastify' },
+  const allPairs: Array<{ key: string; name: string; a: ServerUnderTest; b: ServerUnderTest; aRun: { options: autocannon.Options; perIteration: number }; bRun: { options: autocannon.Options; perIteration: number }; against: string }> = [
+    { key: 'otpRequest', name: 'OTP request', a: chatgate, b: betterAuth, aRun: chatgateScenario.otpRequest, bRun: betterAuthScenario.otpRequest, against: 'better-auth' },
+    { key: 'login', name: 'full login', a: chatgate, b: betterAuth, aRun: chatgateScenario.login, bRun: betterAuthScenario.login, against: 'better-auth' },
+    { key: 'me', name: 'session read', a: chatgate, b: betterAuth, aRun: chatgateScenario.me, bRun: betterAuthScenario.sessionRead, against: 'better-auth' },
+    { key: 'health', name: '/health', a: chatgate, b: fastify, aRun: chatgateScenario.health, bRun: { options: { url: `${fastify.base}/health` }, perIteration: 1 }, against: 'bare Fastify' },
   ];
+  const pairs = allPairs.filter((pair) => !wanted || wanted.includes(pair.key));
 
-  const wanted = process.env.BENCH_SCENARIOS?.split(',');
-  const keys = ['otpRequest', 'login', 'me', 'health'];
-  const chosen = pairs.filter((_, index) => !wanted || wanted.includes(keys[index]!));
   const widths = [13, 13, 5, 9, 9, 7, 9, 9, 11, 11, 9, 9];
   const header = ['scenario', 'against', 'conns', 'Chatgate/s', 'other/s', 'ratio', 'p50 ms', 'other p50', 'cmds/req', 'other cmds', 'RSS MiB', 'other RSS'];
   process.stdout.write(`${formatRow(header, widths)}\n`);
-  for (const pair of chosen) {
+  for (const pair of pairs) {
     for (const connections of connectionCounts) {
       const a: Measurement[] = [];
       const b: Measurement[] = [];

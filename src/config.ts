@@ -105,6 +105,8 @@ export const configSchema = z.object({
   OTP_BUDGET_GLOBAL_PER_DAY: int(1, 10_000_000).default(10_000),
   OTP_BUDGET_COUNTRY_PER_HOUR: int(1, 1_000_000).default(300),
   OTP_BUDGET_IP_PER_DAY: int(1, 100_000).default(20),
+  // Budget slots a process reserves at once (a block: one insert); limit/50 when smaller. 1: one insert per send.
+  OTP_BUDGET_BLOCK_MAX: int(1, 10_000).default(100),
   OTP_PEPPER: z.string().min(32, 'must be at least 32 characters').optional(),
   // `*` alone: every country, chosen knowingly (production refuses an unset list).
   OTP_ALLOWED_COUNTRIES: csv

@@ -19,7 +19,9 @@ export async function startChatgate(mongoUri: string, smsUrl: string): Promise<S
   const dataDir = await mkdtemp(path.join(tmpdir(), 'chatgate-bench-'));
   // What `npm start` does first: build when the sources changed.
   execFileSync(process.execPath, [path.join(root, 'scripts/build-if-changed.mjs')], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
-  return startChild('chatgate', [...startFlags, path.join(root, 'dist/src/server.js')], {
+  // BENCH_CPU_PROF_DIR=<dir>: the gateway writes a CPU profile there when it stops (NODE_OPTIONS refuses --cpu-prof).
+  const profile = process.env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : [];
+  return startChild('chatgate', [...startFlags, ...profile, path.join(root, 'dist/src/server.js')], {
     NODE_ENV: 'development',
     HOST: '127.0.0.1',
     PORT: '0',

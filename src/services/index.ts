@@ -11,7 +11,7 @@ import { createIdentityService } from './identities.js';
 import { createInbox } from './inbox.js';
 import { createLoginIntentService, type IntentLinkBuilder } from './login-intents.js';
 import { createOtpService } from './otp.js';
-import { createReservations, createSlotCounter } from './reservations.js';
+import { createBudgetCounter, createReservations, createSlotCounter } from './reservations.js';
 import type { SigningKeys } from './signing-keys.js';
 import { createTokenService } from './tokens.js';
 
@@ -55,6 +55,7 @@ export function createServices(deps: ServiceDeps) {
     reservations,
     slots: createSlotCounter(models.Reservation, clock),
     failures: createFailureBudget(models.OtpFailure, clock, config.OTP_MAX_FAILURES_PER_DAY),
+    sendBudgets: createBudgetCounter(models.Reservation, clock, { maxBlock: config.OTP_BUDGET_BLOCK_MAX }),
     identities,
     senders: deps.senders,
     audit,

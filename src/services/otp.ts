@@ -14,7 +14,7 @@ import { maskPhone, parsePhone } from '../phone.js';
 import type { AuditTrail } from './audit.js';
 import type { FailureBudget, FailureCount } from './failure-budget.js';
 import type { IdentityService } from './identities.js';
-import { isDuplicateKey, type Reservations, type SlotCounter, type SlotRequest } from './reservations.js';
+import { isDuplicateKey, type BudgetCounter, type BudgetRequest, type BudgetSlot, type Reservations, type SlotCounter } from './reservations.js';
 
 export interface OtpSettings {
   length: number;
@@ -53,6 +53,8 @@ export interface OtpDeps {
   slots: SlotCounter;
   /** Each phone's wrong checks in a rolling 24 hours (`maxFailuresPerDay`). */
   failures: FailureBudget;
+  /** The paid-send budgets, handed out from blocks of slots each process reserves. */
+  sendBudgets: BudgetCounter;
   identities: IdentityService;
   /** One sender per configured channel; the chat channels add theirs when configured. */
   senders: Partial<Record<Channel, CodeSender>>;
@@ -70,7 +72,7 @@ const DAY_MS = 86_400_000;
 const PAID: readonly Channel[] = ['sms', 'whatsapp'];
 
 export function createOtpService(deps: OtpDeps) {
-  const { challenges, otpPhones, reservations, slots, failures, identities, senders, audit, clock, settings, log } = deps;
+  const { challenges, otpPhones, reservations, slots, failures, sendBudgets, identities, senders, audit, clock, settings, log } = deps;
   const pepper: KeyObject = createSecretKey(Buffer.from(settings.pepper, 'utf8'));
   const allowedCountries = settings.allowedCountries ? new Set(settings.allowedCountries) : undefined;
   const testNumbers = settings.testNumbers ?? new Map<string, string>();
@@ -123,7 +125,7 @@ export function createOtpService(deps: OtpDeps) {
     });
 
   /** The paid-send budgets a send to this phone takes a slot of, each named for logs and the audit trail. */
-  function budgetsFor(country: string | undefined, ip: string | undefined, now: Date): (SlotRequest & { name: string; endsAt: number })[] {
+  function budgetsFor(country: string | undefined, ip: string | undefined, now: Date): (BudgetRequest & { name: string; endsAt: number })[] {
     const hour = Math.floor(now.getTime() / HOUR_MS);
     const day = Math.floor(now.getTime() / DAY_MS);
     const hourly = { keepForSeconds: 2 * 3600, endsAt: (hour + 1) * HOUR_MS };
@@ -274,6 +276,30 @@ export function createOtpService(deps: OtpDeps) {
     return new AppError('too_many_attempts', 'Too many wrong codes for this phone. Sign in through WhatsApp or Telegram.');
   }
 
+  // Phones this instance handled a request for lately (until their document would have left): their document most
+  // likely exists, so their requests read it before writing. Only saves round trips; forgetting is always safe.
+  const recentPhones = new Map<string, number>();
+  const handledLately = (phone: string, now: Date) => (recentPhones.get(phone) ?? 0) > now.getTime();
+  function rememberPhone(phone: string, now: Date) {
+    if (recentPhones.size >= 100_000) recentPhones.clear();
+    recentPhones.set(phone, phoneCleanupAt(now).getTime());
+  }
+
+  /**
+   * The outcomes of a first send's writes made on a guess, as round trip 2 would have given them. When another request
+   * made the phone's document first, this send is written into it now (the guess only writes where there is none).
+   */
+  async function guessedWrites(
+    budget: PromiseSettledResult<{ full: BudgetRequest[]; taken: BudgetSlot[] }>,
+    inserted: PromiseSettledResult<unknown>,
+    record: PromiseSettledResult<unknown>,
+    writeRecord: () => Promise<void>,
+  ): Promise<[typeof budget, typeof inserted, PromiseSettledResult<unknown>]> {
+    if (inserted.status !== 'fulfilled' || record.status === 'fulfilled' || !isDuplicateKey(record.reason)) return [budget, inserted, record];
+    const [rewritten] = await Promise.allSettled([writeRecord()]);
+    return [budget, inserted, rewritten];
+  }
+
   /**
    * Sends a code to a phone. `via` replaces the channel's usual sender: a chat that is asked for a code answers
    * in the conversation itself (within its reply window) instead of, say, a WhatsApp template.
@@ -292,57 +318,115 @@ export function createOtpService(deps: OtpDeps) {
     }
     const now = clock.now();
     const ipKey = ipLimitKey(input.ip);
-    // Round trip 1: three point lookups side by side.
-    const [user, failureCount, state] = await Promise.all([identities.findByPhone(phone), failures.read(phone), readPhone(phone)]);
-    if (failureCount.refusedUntil) {
+    const challengeId = randomBytes(16).toString('base64url');
+    const code = fixedCode ?? newCode();
+    const expiresAt = new Date(now.getTime() + settings.ttlSeconds * 1000);
+    const challengeFor = (sendSeq: number, channel: Channel, skipped: string | undefined) => ({
+      _id: challengeId as never,
+      phone,
+      channel,
+      codeHash: digest(challengeId, code),
+      sendSeq,
+      status: 'active',
+      testNumber: !!fixedCode,
+      ...(skipped ? { skipped } : {}),
+      expiresAt,
+      ip: input.ip,
+      ipKey,
+      createdAt: now,
+      cleanupAt: new Date(expiresAt.getTime() + HOUR_MS),
+    });
+    const budgetsOf = (sender: CodeSender, sends: boolean) => (sends && !input.via && PAID.includes(sender.channel) ? budgetsFor(country, input.ip, now) : []);
+    const takeBudgets = (budgets: BudgetRequest[]) =>
+      budgets.length > 0 ? sendBudgets.take(budgets) : Promise.resolve({ full: [] as BudgetRequest[], taken: [] as BudgetSlot[] });
+
+    // A phone this instance has not sent to lately most likely has no document (it leaves 2 hours after the last
+    // send), and an SMS asked for by name needs no user to pick its sender: then the writes of a first send go out
+    // with the lookups, guessing send number 1, and the request takes one round trip. The guess is checked against
+    // the lookups; a wrong one is undone (the code was never sent) and the request goes on as below.
+    const guessedSender = !input.via && input.channel === 'sms' && !handledLately(phone, now) ? senders.sms : undefined;
+    const guess = guessedSender && !guessedSender.prepare && guessedSender.canReach({ phone, user: null }) ? guessedSender : undefined;
+    const guessedSends = !!guess && !fixedCode;
+    const guessedBudgets = guess ? budgetsOf(guess, guessedSends) : [];
+    const firstSend: OtpPhoneSend = { seq: 1, at: now, ipKey };
+    const skippedGuess = Promise.resolve(undefined);
+    // Round trip 1: three point lookups side by side (and, guessing a first send, its writes).
+    const [userRead, failuresRead, stateRead, guessedBudget, guessedChallenge, guessedRecord] = await Promise.allSettled([
+      identities.findByPhone(phone),
+      failures.read(phone),
+      readPhone(phone),
+      guess ? takeBudgets(guessedBudgets) : skippedGuess,
+      guess ? challenges.collection.insertOne(challengeFor(1, guess.channel, undefined)) : skippedGuess,
+      // An insert: it writes only where the phone has no document, so one that exists is never overwritten on a guess.
+      guess ? otpPhones.collection.insertOne({ _id: phone as never, lastSeq: 1, sends: [firstSend], cleanupAt: phoneCleanupAt(now) }) : skippedGuess,
+    ]);
+    const read = <T>(outcome: PromiseSettledResult<T>): T | undefined => (outcome.status === 'fulfilled' ? outcome.value : undefined);
+    const readFailure = [userRead, failuresRead, stateRead].find((outcome) => outcome.status === 'rejected');
+    const user = read(userRead) ?? null;
+    const failureCount = read(failuresRead);
+    const failuresSpent = !!failureCount?.refusedUntil;
+    // The guess's own insert may reach the phone's document before the lookup does: a document the guess made means
+    // there was none before.
+    const madeRecord = guess !== undefined && guessedRecord.status === 'fulfilled';
+    const seen = madeRecord ? null : (read(stateRead) ?? null);
+    // A document whose last send is number 1 while this guess holds send 1 was made by a concurrent first request
+    // (which lost send 1 and rebuilds it), or is older than send 1's challenge (over an hour, outside every limit):
+    // either way this request holds the phone's first send, and undoing it could leave the phone sent nothing.
+    const noHistory = seen === null || (guessedChallenge.status === 'fulfilled' && guess !== undefined && seen.lastSeq <= 1);
+    const guessedChosen = guess && !readFailure && user?.status !== 'blocked' ? await chooseSender(input.channel, phone, user, !!fixedCode) : undefined;
+    const guessHolds = !!guess && !readFailure && !failuresSpent && noHistory && guessedChosen?.sender === guess && guessedChosen.reachable;
+    const state = guessHolds ? null : seen;
+    rememberPhone(phone, now);
+    if (guess) {
+      if (!guessHolds) {
+        const budgetTaken = read(guessedBudget as PromiseSettledResult<{ taken: BudgetSlot[] } | undefined>);
+        sendBudgets.giveBack(budgetTaken?.taken ?? []);
+        const inserted = guessedChallenge.status === 'fulfilled';
+        if (inserted) await challenges.collection.deleteOne({ _id: challengeId as never });
+        // The phone's document this guess made is written again from the challenges, which are the truth.
+        if (madeRecord) await rebuildPhone(phone, now);
+      }
+    }
+    if (readFailure) throw (readFailure as PromiseRejectedResult).reason;
+    if (failureCount?.refusedUntil) {
       log.warn({ phone: maskPhone(phone), limit: settings.maxFailuresPerDay }, 'otp failure budget exhausted');
       await audit.record({ type: 'otp.failure_budget_exhausted', phone, ip: input.ip, detail: { limit: settings.maxFailuresPerDay } });
       throw failureBudgetSpent(now, failureCount.refusedUntil);
     }
-    const sendSeq = nextSendSeq(state, ipKey, now);
-    const chosen = input.via ? { sender: input.via, reachable: true } : await chooseSender(input.channel, phone, user, !!fixedCode);
+    const sendSeq = guessHolds ? 1 : nextSendSeq(state, ipKey, now);
+    const chosen = guessedChosen ?? (input.via ? { sender: input.via, reachable: true } : await chooseSender(input.channel, phone, user, !!fixedCode));
     const { sender } = chosen;
     // A blocked user's phone costs nothing and is told nothing: the answer is the one any number gets.
     const skipped = user?.status === 'blocked' ? 'blocked_user' : chosen.reachable ? undefined : 'unreachable';
     const sends = !fixedCode && !skipped;
-    const budgets = sends && !input.via && PAID.includes(sender.channel) ? budgetsFor(country, input.ip, now) : [];
+    const budgets = guessHolds ? guessedBudgets : budgetsOf(sender, sends);
 
-    const challengeId = randomBytes(16).toString('base64url');
-    const code = fixedCode ?? newCode();
-    const expiresAt = new Date(now.getTime() + settings.ttlSeconds * 1000);
     const send: OtpPhoneSend = { seq: sendSeq, at: now, ipKey };
     const previousSends = state?.sends ?? [];
     // Round trip 2, side by side: a slot of every paid-send budget (all or none); the challenge, under the unique
     // (phone, sendSeq) index that lets one of concurrent requests send; the phone's document with this send. The
     // challenge is usable at once: whoever holds the code holds it from the moment it is sent, and a newer send
     // makes it the phone's newest (see isSuperseded). It is stored before it is sent, so a code that reached a
-    // phone always has its record.
-    const [budgetOutcome, inserted, recorded] = await Promise.allSettled([
-      budgets.length > 0 ? slots.take(budgets) : Promise.resolve({ full: [] as SlotRequest[], taken: new Map<string, number>() }),
-      challenges.collection.insertOne({
-        _id: challengeId as never,
-        phone,
-        channel: sender.channel,
-        codeHash: digest(challengeId, code),
-        sendSeq,
-        status: 'active',
-        testNumber: !!fixedCode,
-        ...(skipped ? { skipped } : {}),
-        expiresAt,
-        ip: input.ip,
-        ipKey,
-        createdAt: now,
-        cleanupAt: new Date(expiresAt.getTime() + HOUR_MS),
-      }),
-      recordSend(phone, { lastSeq: sendSeq, sends: [send, ...previousSends].slice(0, sendsKept), cleanupAt: phoneCleanupAt(now) }),
-    ]);
-    const budgetSlots = budgetOutcome.status === 'fulfilled' ? [...budgetOutcome.value.taken].map(([scope, slot]) => `${scope}:${slot}`) : [];
+    // phone always has its record. A first send whose guess held made these writes in round trip 1.
+    const [budgetOutcome, inserted, recorded] = guessHolds
+      ? await guessedWrites(
+          guessedBudget as PromiseSettledResult<{ full: BudgetRequest[]; taken: BudgetSlot[] }>,
+          guessedChallenge,
+          guessedRecord,
+          () => recordSend(phone, { lastSeq: 1, sends: [firstSend], cleanupAt: phoneCleanupAt(now) }),
+        )
+      : await Promise.allSettled([
+          takeBudgets(budgets),
+          challenges.collection.insertOne(challengeFor(sendSeq, sender.channel, skipped)),
+          recordSend(phone, { lastSeq: sendSeq, sends: [send, ...previousSends].slice(0, sendsKept), cleanupAt: phoneCleanupAt(now) }),
+        ]);
+    const budgetSlots = budgetOutcome.status === 'fulfilled' ? budgetOutcome.value.taken : [];
     const budgetFull = budgetOutcome.status === 'fulfilled' ? budgetOutcome.value.full : [];
     const failure = [inserted, budgetOutcome, recorded].find((outcome) => outcome.status === 'rejected');
     if (failure || budgetFull.length > 0) {
       // Nothing will be sent: the budget slots go back, and a stored challenge and its send are undone.
+      sendBudgets.giveBack(budgetSlots);
       await Promise.all([
-        ...budgetSlots.map((key) => reservations.release(key)),
         ...(inserted.status === 'fulfilled'
           ? [
               challenges.collection.deleteOne({ _id: challengeId as never }),

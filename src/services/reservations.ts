@@ -133,3 +133,137 @@ export function createSlotCounter(reservations: Model<Reservation>, clock: Clock
 }
 
 export type SlotCounter = ReturnType<typeof createSlotCounter>;
+
+/** A budget every request draws on, e.g. the paid sends of an hour: at most `limit` slots per window. */
+export interface BudgetRequest {
+  /** Names the budget and its window, e.g. `budget:global:h:<hour>`. */
+  scope: string;
+  limit: number;
+  keepForSeconds: number;
+}
+
+export interface BudgetSlot {
+  scope: string;
+  slot: number;
+}
+
+// A window's slots are reserved in about this many blocks: a block held by an instance and not used up counts as spent
+// until its window ends, so the waste per instance stays within 1/50 of the limit (and within the largest block).
+const BLOCKS_PER_WINDOW = 50;
+
+export const budgetBlockSize = (limit: number, maxBlock: number): number =>
+  Math.max(1, Math.min(maxBlock, Math.floor(limit / BLOCKS_PER_WINDOW)));
+
+/**
+ * Budgets shared by every request, handed out from blocks of slots. A process reserves a block (slots
+ * `(b-1)·size+1 … b·size` of a window) with one unique-key insert of `<scope>:block:<b>`, b ≤ ⌈limit / size⌉, and hands
+ * its slots out in memory: most requests send no command for the budget, and the limit still rests on unique-key
+ * inserts, however many instances share the database. The price: slots an instance holds and has not handed out
+ * (at most one block per budget, and whatever it held when it stopped) count as spent until the window ends, so a
+ * budget can refuse up to instances × block size slots early.
+ */
+export function createBudgetCounter(reservations: Model<Reservation>, clock: Clock, settings: { maxBlock: number }) {
+  interface Pool {
+    /** Slots held by this process and not handed out, as a stack. */
+    free: number[];
+    /** The lowest block that may still be free. */
+    nextBlock: number;
+    /** Every block of the window is reserved (by this process or others). */
+    exhausted: boolean;
+    /** One block reservation at a time per budget: concurrent requests wait for it instead of each reserving one. */
+    refilling?: Promise<void> | undefined;
+  }
+  const pools = new Map<string, Pool>();
+  const collection = () => reservations.collection;
+  const blockKey = (scope: string, block: number) => `${scope}:block:${block}`;
+
+  /** The first block from `from` on that no one has reserved yet, by point lookups (after a lost insert). */
+  async function firstFreeBlock(scope: string, from: number, blocks: number): Promise<number> {
+    while (from <= blocks) {
+      const keys = Array.from({ length: Math.min(PROBE_CHUNK, blocks - from + 1) }, (_, index) => blockKey(scope, from + index));
+      const taken = new Set((await collection().find({ _id: { $in: keys as never[] } }, { projection: { _id: 1 } }).toArray()).map((doc) => String(doc._id)));
+      const free = keys.findIndex((key) => !taken.has(key));
+      if (free >= 0) return from + free;
+      from += keys.length;
+    }
+    return blocks + 1;
+  }
+
+  async function refill(request: BudgetRequest, pool: Pool): Promise<void> {
+    const size = budgetBlockSize(request.limit, settings.maxBlock);
+    const blocks = Math.ceil(request.limit / size);
+    while (pool.nextBlock <= blocks) {
+      const block = pool.nextBlock;
+      const now = clock.now();
+      try {
+        await collection().insertOne({
+          _id: blockKey(request.scope, block) as never,
+          createdAt: now,
+          cleanupAt: new Date(now.getTime() + request.keepForSeconds * 1000),
+        });
+      } catch (error) {
+        if (!isDuplicateKey(error)) throw error;
+        // Reserved by another process: look which block is really free, then try that one.
+        pool.nextBlock = await firstFreeBlock(request.scope, block + 1, blocks);
+        continue;
+      }
+      pool.nextBlock = block + 1;
+      for (let slot = Math.min(block * size, request.limit); slot > (block - 1) * size; slot--) pool.free.push(slot);
+      return;
+    }
+    pool.exhausted = true;
+  }
+
+  async function takeOne(request: BudgetRequest): Promise<number | undefined> {
+    let pool = pools.get(request.scope);
+    if (!pool) {
+      pool = { free: [], nextBlock: 1, exhausted: false };
+      pools.set(request.scope, pool);
+    }
+    for (;;) {
+      const slot = pool.free.pop();
+      if (slot !== undefined) return slot;
+      if (pool.exhausted) return undefined;
+      const current = pool;
+      current.refilling ??= refill(request, current).finally(() => {
+        current.refilling = undefined;
+      });
+      await current.refilling;
+    }
+  }
+
+  /** Puts slots back for this process to hand out again (the send they were taken for did not happen). */
+  function giveBack(slots: readonly BudgetSlot[]) {
+    for (const { scope, slot } of slots) pools.get(scope)?.free.push(slot);
+  }
+
+  return {
+    /**
+     * Takes one slot of each budget, all-or-nothing: answers the budgets that are full (then nothing is taken), or the
+     * slots taken.
+     */
+    async take(requests: readonly BudgetRequest[]): Promise<{ full: BudgetRequest[]; taken: BudgetSlot[] }> {
+      // Budgets of past windows are never asked for again. Those holding no slots (most per-IP ones) are forgotten
+      // first, so many requesting IPs do not drop the slots held for the shared budgets; forgetting a budget wastes at
+      // most the slots it held.
+      if (pools.size > 10_000) {
+        for (const [scope, pool] of pools) if (pool.free.length === 0 && !pool.refilling) pools.delete(scope);
+        if (pools.size > 5_000) pools.clear();
+      }
+      const outcomes = await Promise.allSettled(requests.map((request) => takeOne(request)));
+      const taken: BudgetSlot[] = [];
+      const full: BudgetRequest[] = [];
+      outcomes.forEach((outcome, index) => {
+        if (outcome.status === 'fulfilled' && outcome.value !== undefined) taken.push({ scope: requests[index]!.scope, slot: outcome.value });
+        else if (outcome.status === 'fulfilled') full.push(requests[index]!);
+      });
+      const failed = outcomes.find((outcome) => outcome.status === 'rejected');
+      if (failed || full.length > 0) giveBack(taken);
+      if (failed) throw (failed as PromiseRejectedResult).reason;
+      return { full, taken: full.length > 0 ? [] : taken };
+    },
+    giveBack,
+  };
+}
+
+export type BudgetCounter = ReturnType<typeof createBudgetCounter>;
