@@ -168,6 +168,37 @@ describe('codes through the Telegram Gateway', () => {
   });
 });
 
+// A second instance whose per-IP daily budget of paid sends is 2, on the same database and Gateway stand-in.
+const budgetApp = await buildTestApp({
+  ...TELEGRAM_ENV,
+  TELEGRAM_API_ROOT: botApi.url,
+  TELEGRAM_GATEWAY_TOKEN: GATEWAY_TOKEN,
+  TELEGRAM_GATEWAY_API_ROOT: gateway.url,
+  TELEGRAM_GATEWAY_TIMEOUT_MS: '500',
+  PUBLIC_URL,
+  OTP_BUDGET_IP_PER_DAY: '2',
+});
+
+describe('the Gateway and the paid-send budgets', () => {
+  it('counts Gateway codes in the paid-send budgets: past one, the Gateway is not even asked (asking costs money) and the answer is 429', async () => {
+    const from = { remoteAddress: '10.9.8.7' };
+    const ask = (phone: string) => budgetApp.app.inject({ method: 'POST', url: '/auth/otp/request', payload: { phone, channel: 'telegram' }, ...from });
+    expect((await ask(uniquePhone())).statusCode).toBe(200);
+    expect((await ask(uniquePhone())).statusCode).toBe(200);
+    expect(gatewayCalls().map((call) => call.method)).toEqual(['checkSendAbility', 'sendVerificationMessage', 'checkSendAbility', 'sendVerificationMessage']);
+    gateway.requests.length = 0;
+
+    const refused = await ask(uniquePhone());
+    expect(refused.statusCode).toBe(429);
+    expect(refused.json()).toMatchObject({ error: 'rate_limited' });
+    expect(gatewayCalls()).toEqual([]);
+    await budgetApp.app.services.audit.flush();
+    const events = await budgetApp.database.connection.collection('audit_events').find({ type: 'otp.budget_exhausted', ip: '10.9.8.7' }).toArray();
+    expect(events).toHaveLength(1);
+    expect(budgetApp.logs.join('')).toContain('otp send budget exhausted');
+  });
+});
+
 describe('what the Gateway is not asked', () => {
   it('asks nothing for a test number, whose fixed code is never sent', async () => {
     const response = await requestCode('+15550000001', 'telegram');

@@ -96,6 +96,7 @@ export function createOtpService(deps: OtpDeps) {
     phone: string,
     user: User | null,
     sendsNothing = false,
+    beforeAsking?: () => Promise<((ready: CodeSender | null) => void) | null>,
   ): Promise<{ sender: CodeSender; reachable: boolean }> {
     const order = requested === 'auto' ? AUTO_ORDER : [requested];
     for (const channel of order) {
@@ -106,10 +107,16 @@ export function createOtpService(deps: OtpDeps) {
       if (sender && known && sender.canReach({ phone, user })) {
         // A test number's code is never sent: nothing to ask a provider.
         if (!sender.prepare || sendsNothing) return { sender, reachable: true };
+        // Asking may cost money (the Gateway charges for a checkSendAbility that succeeds): the paid-send budgets are
+        // taken before, and the hook is told what came of it. Spent budgets pass the turn under `auto`.
+        const settle = beforeAsking ? await beforeAsking() : undefined;
+        if (settle === null) continue;
         try {
           const ready = await sender.prepare({ phone, user });
+          settle?.(ready);
           if (ready) return { sender: ready, reachable: true };
         } catch (error) {
+          settle?.(null);
           log.warn({ phone: maskPhone(phone), channel, reason: scrubExternalText(String(error instanceof Error ? error.message : error)) }, 'otp sender could not check the phone');
           if (requested !== 'auto') throw new AppError('delivery_failed', 'We could not deliver the code. Try again in a moment.', { channel });
         }
@@ -123,6 +130,23 @@ export function createOtpService(deps: OtpDeps) {
     new AppError('rate_limited', 'Too many wrong codes for this phone. Sign in through WhatsApp or Telegram, or try again later.', {
       retryAfter: Math.max(1, secondsBetween(now, until)),
     });
+
+  /** A send refused because a paid-send budget is spent: logged as an error, audited, answered 429. */
+  async function budgetExhausted(
+    full: readonly (BudgetRequest & { name: string; endsAt: number })[],
+    sent: { channel: Channel; phone: string; country: string | undefined; ip: string | undefined; now: Date },
+  ): Promise<AppError> {
+    const names = full.map((budget) => budget.name);
+    const retryAt = Math.max(...full.map((budget) => budget.endsAt));
+    log.error({ phone: maskPhone(sent.phone), channel: sent.channel, country: sent.country, budgets: names }, 'otp send budget exhausted');
+    await audit.record({ type: 'otp.budget_exhausted', channel: sent.channel, phone: sent.phone, ip: sent.ip, detail: { budget: names[0], budgets: names } });
+    return new AppError('rate_limited', 'We are sending too many codes right now. Try again later.', {
+      retryAfter: Math.max(1, secondsBetween(sent.now, new Date(retryAt))),
+    });
+  }
+
+  /** Senders that cost money per code besides SMS and WhatsApp templates: the Telegram Gateway (about $0.01 a code). */
+  const isPaidSender = (sender: CodeSender) => PAID.includes(sender.channel) || sender.provider === 'telegram-gateway';
 
   /** The paid-send budgets a send to this phone takes a slot of, each named for logs and the audit trail. */
   function budgetsFor(country: string | undefined, ip: string | undefined, now: Date): (BudgetRequest & { name: string; endsAt: number })[] {
@@ -336,7 +360,7 @@ export function createOtpService(deps: OtpDeps) {
       createdAt: now,
       cleanupAt: new Date(expiresAt.getTime() + HOUR_MS),
     });
-    const budgetsOf = (sender: CodeSender, sends: boolean) => (sends && !input.via && PAID.includes(sender.channel) ? budgetsFor(country, input.ip, now) : []);
+    const budgetsOf = (sender: CodeSender, sends: boolean) => (sends && !input.via && isPaidSender(sender) ? budgetsFor(country, input.ip, now) : []);
     const takeBudgets = (budgets: BudgetRequest[]) =>
       budgets.length > 0 ? sendBudgets.take(budgets) : Promise.resolve({ full: [] as BudgetRequest[], taken: [] as BudgetSlot[] });
 
@@ -394,12 +418,32 @@ export function createOtpService(deps: OtpDeps) {
       throw failureBudgetSpent(now, failureCount.refusedUntil);
     }
     const sendSeq = guessHolds ? 1 : nextSendSeq(state, ipKey, now);
-    const chosen = guessedChosen ?? (input.via ? { sender: input.via, reachable: true } : await chooseSender(input.channel, phone, user, !!fixedCode));
+    // Budget slots taken before asking a provider that charges for the asking (kept once it answered: the money is
+    // spent whatever happens next).
+    let askedFor: BudgetSlot[] | undefined;
+    const takeBudgetsBeforeAsking = async () => {
+      const wanted = budgetsFor(country, input.ip, now);
+      const { full, taken } = await sendBudgets.take(wanted);
+      if (full.length > 0) {
+        // Under auto the next channel is tried (a paid one meets the same budgets in round trip 2).
+        if (input.channel === 'auto') return null;
+        throw await budgetExhausted(wanted.filter((budget) => full.includes(budget)), { channel: input.channel, phone, country, ip: input.ip, now });
+      }
+      return (ready: CodeSender | null) => {
+        if (ready && isPaidSender(ready)) askedFor = taken;
+        else sendBudgets.giveBack(taken);
+      };
+    };
+    const chosen =
+      guessedChosen ??
+      (input.via
+        ? { sender: input.via, reachable: true }
+        : await chooseSender(input.channel, phone, user, !!fixedCode || user?.status === 'blocked', takeBudgetsBeforeAsking));
     const { sender } = chosen;
     // A blocked user's phone costs nothing and is told nothing: the answer is the one any number gets.
     const skipped = user?.status === 'blocked' ? 'blocked_user' : chosen.reachable ? undefined : 'unreachable';
     const sends = !fixedCode && !skipped;
-    const budgets = guessHolds ? guessedBudgets : budgetsOf(sender, sends);
+    const budgets = guessHolds ? guessedBudgets : askedFor ? [] : budgetsOf(sender, sends);
 
     const send: OtpPhoneSend = { seq: sendSeq, at: now, ipKey };
     const previousSends = state?.sends ?? [];
@@ -446,13 +490,10 @@ export function createOtpService(deps: OtpDeps) {
     }
     if (failure) throw (failure as PromiseRejectedResult).reason;
     if (budgetFull.length > 0) {
-      const names = budgets.filter((budget) => budgetFull.includes(budget)).map((budget) => budget.name);
-      const retryAt = Math.max(...budgets.filter((budget) => budgetFull.includes(budget)).map((budget) => budget.endsAt));
-      log.error({ phone: maskPhone(phone), channel: sender.channel, country, budgets: names }, 'otp send budget exhausted');
-      await audit.record({ type: 'otp.budget_exhausted', channel: sender.channel, phone, ip: input.ip, detail: { budget: names[0], budgets: names } });
-      throw new AppError('rate_limited', 'We are sending too many codes right now. Try again later.', {
-        retryAfter: Math.max(1, secondsBetween(now, new Date(retryAt))),
-      });
+      throw await budgetExhausted(
+        budgets.filter((budget) => budgetFull.includes(budget)),
+        { channel: sender.channel, phone, country, ip: input.ip, now },
+      );
     }
 
     if (sends) {
