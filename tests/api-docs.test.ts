@@ -72,6 +72,12 @@ describe('the OpenAPI document', () => {
     expect(errorCodes('/auth/login-intents', 'post', 422)).toEqual(['channel_unavailable']);
   });
 
+  it('documents no 429 for the probes, which the per-IP limiter never refuses', () => {
+    expect(Object.keys(document.paths['/health']!.get!.responses)).not.toContain('429');
+    expect(Object.keys(document.paths['/ready']!.get!.responses).sort()).toEqual(['200', '500', '503']);
+    expect(Object.keys(document.paths['/.well-known/jwks.json']!.get!.responses)).toContain('429');
+  });
+
   it('marks the bearer routes with the bearer security scheme', () => {
     expect(document.components.securitySchemes.bearerAuth).toMatchObject({ type: 'http', scheme: 'bearer' });
     expect(document.paths['/auth/me']!.get!.security).toEqual([{ bearerAuth: [] }]);

@@ -96,8 +96,17 @@ export const bodyErrors: ErrorCode[] = ['invalid_request', 'invalid_json', 'payl
 
 /** The error responses of a route, one schema per HTTP status, from the codes it can answer. */
 export function errorResponses(...codes: ErrorCode[]): Record<number, ReturnType<typeof errorSchema>> {
+  return errorResponsesOf([...codes, ...alwaysPossible]);
+}
+
+/** The error responses of a probe (`/health`, `/ready`), which the per-IP limiter never refuses. */
+export function probeErrorResponses(...codes: ErrorCode[]): Record<number, ReturnType<typeof errorSchema>> {
+  return errorResponsesOf([...codes, 'internal_error']);
+}
+
+function errorResponsesOf(codes: ErrorCode[]): Record<number, ReturnType<typeof errorSchema>> {
   const byStatus = new Map<number, ErrorCode[]>();
-  for (const code of new Set([...codes, ...alwaysPossible])) {
+  for (const code of new Set(codes)) {
     const status = errorCatalogue[code];
     byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
   }

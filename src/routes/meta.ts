@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Connection } from 'mongoose';
 import { z } from 'zod';
-import { errorResponses } from '../api-docs/schemas.js';
+import { errorResponses, probeErrorResponses } from '../api-docs/schemas.js';
 import { AppError } from '../errors.js';
 import { sendError } from '../http/error-handler.js';
 import type { SigningKeys } from '../services/signing-keys.js';
@@ -49,7 +49,7 @@ export const metaRoutes: FastifyPluginAsyncZod<{ keys: SigningKeys; connection: 
     '/health',
     {
       config: probe,
-      schema: { tags: ['meta'], summary: 'The process is alive', response: { 200: z.object({ status: z.literal('ok') }), ...errorResponses() } },
+      schema: { tags: ['meta'], summary: 'The process is alive', response: { 200: z.object({ status: z.literal('ok') }), ...probeErrorResponses() } },
     },
     // A fixed answer, written once (a string skips the response serializer).
     async (_request, reply) => reply.type('application/json; charset=utf-8').send(HEALTHY as never),
@@ -62,7 +62,7 @@ export const metaRoutes: FastifyPluginAsyncZod<{ keys: SigningKeys; connection: 
       schema: {
         tags: ['meta'],
         summary: 'The database answers',
-        response: { 200: z.object({ status: z.literal('ready') }), ...errorResponses('service_unavailable') },
+        response: { 200: z.object({ status: z.literal('ready') }), ...probeErrorResponses('service_unavailable') },
       },
     },
     async (_request, reply) => {
