@@ -95,7 +95,7 @@ describe('the cleanup sweep', () => {
     } finally {
       client.off('commandStarted', started).off('commandSucceeded', ended).off('commandFailed', ended);
     }
-    expect(deletedFrom.sort()).toEqual([...spentCollections, 'otp_failures', 'audit_events', 'inbound_messages'].sort());
+    expect(deletedFrom.sort()).toEqual([...spentCollections, 'audit_events', 'inbound_messages'].sort());
     expect(mostAtOnce).toBe(1);
   });
 });

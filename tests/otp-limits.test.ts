@@ -153,7 +153,7 @@ describe('the failure budget counts a rolling 24 hours', async () => {
     // Failures 4 to 7 of an earlier day, and failure 0 still in the key failure 8 takes (2 × the budget keys).
     const failure = (n: number, at: Date) => ({ _id: `otp-fail:${phone}:${n % (2 * FAILURES)}`, n, createdAt: at, cleanupAt: new Date(now.getTime() + HOUR * 1000) });
     await windowed.database.connection
-      .collection('otp_failures')
+      .collection('otp_phones')
       .insertMany([failure(0, hoursAgo(72)), ...[4, 5, 6, 7].map((n) => failure(n, hoursAgo(25)))] as never[]);
     // Those failures are past the window: the whole budget is there.
     await wrongChecks(phone, FAILURES);

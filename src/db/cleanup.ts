@@ -33,7 +33,7 @@ export function createCleanup(models: Models, clock: Clock, settings: CleanupSet
 
   async function sweepOnce(): Promise<Record<string, number>> {
     const now = clock.now();
-    const expiring = [models.Challenge, models.OtpPhone, models.Reservation, models.Session, models.RefreshToken, models.LoginIntent, models.InboundMessage, models.OtpFailure];
+    const expiring = [models.Challenge, models.OtpPhone, models.Reservation, models.Session, models.RefreshToken, models.LoginIntent, models.InboundMessage];
     const auditBefore = new Date(now.getTime() - settings.auditRetentionDays * DAY_MS);
     const deleted: Record<string, number> = {};
     for (const model of expiring) {

@@ -3,7 +3,6 @@ import { auditEventSchema, type AuditEvent } from '../../models/audit-event.js';
 import { challengeSchema, type Challenge } from '../../models/challenge.js';
 import { inboundMessageSchema, type InboundMessage } from '../../models/inbound-message.js';
 import { loginIntentSchema, type LoginIntent } from '../../models/login-intent.js';
-import { otpFailureSchema, type OtpFailure } from '../../models/otp-failure.js';
 import { otpPhoneSchema, type OtpPhone } from '../../models/otp-phone.js';
 import { refreshTokenSchema, type RefreshToken } from '../../models/refresh-token.js';
 import { reservationSchema, type Reservation } from '../../models/reservation.js';
@@ -21,7 +20,6 @@ export function registerModels(connection: Connection) {
     LoginIntent: connection.model<LoginIntent>('LoginIntent', loginIntentSchema),
     AuditEvent: connection.model<AuditEvent>('AuditEvent', auditEventSchema),
     InboundMessage: connection.model<InboundMessage>('InboundMessage', inboundMessageSchema),
-    OtpFailure: connection.model<OtpFailure>('OtpFailure', otpFailureSchema),
   };
 }
 

@@ -1,5 +1,5 @@
 import type { Model } from 'mongoose';
-import type { OtpFailure } from '../../models/otp-failure.js';
+import type { OtpPhone } from '../../models/otp-phone.js';
 import type { Clock } from '../clock.js';
 import { isDuplicateKey } from './reservations.js';
 
@@ -34,9 +34,11 @@ interface FailureDocument {
  * next number. The ring has twice `limit` keys so that failure j − limit, which j's check reads, is not in j's place:
  * j's owner deletes it once j is recorded, freeing that key for j + limit.
  */
-export function createFailureBudget(failures: Model<OtpFailure>, clock: Clock, limit: number, windowMs = DAY_MS) {
+export function createFailureBudget(phones: Model<OtpPhone>, clock: Clock, limit: number, windowMs = DAY_MS) {
   const ringSize = 2 * limit;
-  const collection = () => failures.collection;
+  // The failures live beside the phones' documents (`otp_phones`, a small collection: documents leave within hours),
+  // so that the OTP request and the verify read a phone's document and its failures with one `$in`.
+  const collection = () => phones.collection;
   const keyOf = (phone: string, number: number) => `otp-fail:${phone}:${number % ringSize}`;
   const keysOf = (phone: string) => Array.from({ length: ringSize }, (_, index) => `otp-fail:${phone}:${index}`);
 
@@ -45,8 +47,16 @@ export function createFailureBudget(failures: Model<OtpFailure>, clock: Clock, l
     const found = (await collection()
       .find({ _id: { $in: keysOf(phone) as never[] } }, { projection: { n: 1, createdAt: 1 } })
       .toArray()) as unknown as FailureDocument[];
+    return countOf(phone, found);
+  }
+
+  /** The count from documents read elsewhere (any that are not this phone's failures are passed over). */
+  function countOf(phone: string, found: readonly { _id: unknown; n?: unknown; createdAt?: unknown }[]): FailureCount {
+    const prefix = `otp-fail:${phone}:`;
     const seen = new Map<number, Date>();
-    for (const failure of found) if (typeof failure.n === 'number') seen.set(failure.n, failure.createdAt);
+    for (const failure of found) {
+      if (typeof failure.n === 'number' && String(failure._id).startsWith(prefix) && failure.createdAt instanceof Date) seen.set(failure.n, failure.createdAt);
+    }
     const next = Math.max(-1, ...seen.keys()) + 1;
     const oldest = seen.get(next - limit);
     const leavesAt = oldest ? oldest.getTime() + windowMs : 0;
@@ -94,6 +104,8 @@ export function createFailureBudget(failures: Model<OtpFailure>, clock: Clock, l
 
   return {
     read,
+    countOf,
+    keysOf,
     record,
 
     /**

@@ -54,7 +54,7 @@ export function createServices(deps: ServiceDeps) {
     otpPhones: models.OtpPhone,
     reservations,
     slots: createSlotCounter(models.Reservation, clock),
-    failures: createFailureBudget(models.OtpFailure, clock, config.OTP_MAX_FAILURES_PER_DAY),
+    failures: createFailureBudget(models.OtpPhone, clock, config.OTP_MAX_FAILURES_PER_DAY),
     sendBudgets: createBudgetCounter(models.Reservation, clock, { maxBlock: config.OTP_BUDGET_BLOCK_MAX }),
     identities,
     senders: deps.senders,

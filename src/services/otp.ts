@@ -166,7 +166,14 @@ export function createOtpService(deps: OtpDeps) {
   // The sends a phone's document keeps: enough for both hourly caps.
   const sendsKept = Math.max(settings.maxSendsPerHour, settings.maxSendsPerPhonePerHour);
 
-  const readPhone = (phone: string) => otpPhones.collection.findOne({ _id: phone as never }) as Promise<(OtpPhone & { sends: OtpPhoneSend[] }) | null>;
+  type PhoneState = OtpPhone & { sends: OtpPhoneSend[] };
+  const readPhone = (phone: string) => otpPhones.collection.findOne({ _id: phone as never }) as Promise<PhoneState | null>;
+  /** The phone's document and its failures in one command: they share the collection (see failure-budget.ts). */
+  async function readPhoneAndFailures(phone: string): Promise<{ state: PhoneState | null; failureCount: FailureCount }> {
+    const found = await otpPhones.collection.find({ _id: { $in: [phone, ...failures.keysOf(phone)] as never[] } }).toArray();
+    const state = (found.find((doc) => (doc._id as unknown) === phone) as unknown as PhoneState | undefined) ?? null;
+    return { state, failureCount: failures.countOf(phone, found) };
+  }
 
   /**
    * Refuses a send that comes too soon after the last delivered one, or one too many within the hour from this IP or
@@ -225,8 +232,7 @@ export function createOtpService(deps: OtpDeps) {
   }
 
   /** Whether a newer code than this one was sent (and not failed) to its phone: then this one no longer works. */
-  async function isSuperseded(challenge: Challenge): Promise<boolean> {
-    const state = await readPhone(challenge.phone);
+  async function isSuperseded(challenge: Challenge, state: PhoneState | null): Promise<boolean> {
     if (state) return state.sends.some((send) => send.seq > challenge.sendSeq && !send.failed);
     // A phone without its document (sent before it existed).
     return !!(await challenges.exists({ phone: challenge.phone, sendSeq: { $gt: challenge.sendSeq }, status: { $in: ['active', 'consumed'] } }));
@@ -262,18 +268,17 @@ export function createOtpService(deps: OtpDeps) {
    */
   async function openCheckById(challengeId: string, now: Date): Promise<OpenedCheck> {
     const challenge = liveChallenge((await challenges.collection.findOne({ _id: challengeId as never })) as Challenge | null, now);
-    const [attempt, superseded, failureCount] = await Promise.allSettled([
+    const [attempt, phoneRead] = await Promise.allSettled([
       takeAttempt(`otp:${challenge._id}:attempt`),
-      isSuperseded(challenge),
-      failures.read(challenge.phone),
+      readPhoneAndFailures(challenge.phone).then(async ({ state, failureCount }) => ({ superseded: await isSuperseded(challenge, state), failureCount })),
     ]);
-    if (attempt.status === 'rejected' || superseded.status === 'rejected' || failureCount.status === 'rejected' || superseded.value) {
+    if (attempt.status === 'rejected' || phoneRead.status === 'rejected' || phoneRead.value.superseded) {
       // A dead code spends nothing: the slot goes back.
       if (attempt.status === 'fulfilled' && attempt.value) await reservations.release(attempt.value.key);
-      for (const outcome of [attempt, superseded, failureCount]) if (outcome.status === 'rejected') throw outcome.reason;
+      for (const outcome of [attempt, phoneRead]) if (outcome.status === 'rejected') throw outcome.reason;
       throw noActiveCode();
     }
-    return { challenge, attempt: attempt.value, failureCount: failureCount.value };
+    return { challenge, attempt: attempt.value, failureCount: phoneRead.value.failureCount };
   }
 
   /**
@@ -284,7 +289,7 @@ export function createOtpService(deps: OtpDeps) {
    */
   async function openCheckByPhone(phoneInput: string, now: Date): Promise<OpenedCheck> {
     const { e164: phone } = parsePhone(phoneInput, settings.defaultCountry, testNumbers);
-    const [state, failureCount] = await Promise.all([readPhone(phone), failures.read(phone)]);
+    const { state, failureCount } = await readPhoneAndFailures(phone);
     const newest = state?.sends.find((send) => !send.failed);
     if (!newest) throw noActiveCode();
     const [found, attempt] = await Promise.all([
@@ -374,25 +379,25 @@ export function createOtpService(deps: OtpDeps) {
     const guessedBudgets = guess ? budgetsOf(guess, guessedSends) : [];
     const firstSend: OtpPhoneSend = { seq: 1, at: now, ipKey };
     const skippedGuess = Promise.resolve(undefined);
-    // Round trip 1: three point lookups side by side (and, guessing a first send, its writes).
-    const [userRead, failuresRead, stateRead, guessedBudget, guessedChallenge, guessedRecord] = await Promise.allSettled([
+    // Round trip 1: the user, and the phone's document with its failures (one `$in`), side by side (and, guessing a
+    // first send, its writes).
+    const [userRead, phoneRead, guessedBudget, guessedChallenge, guessedRecord] = await Promise.allSettled([
       identities.findByPhone(phone),
-      failures.read(phone),
-      readPhone(phone),
+      readPhoneAndFailures(phone),
       guess ? takeBudgets(guessedBudgets) : skippedGuess,
       guess ? challenges.collection.insertOne(challengeFor(1, guess.channel, undefined)) : skippedGuess,
       // An insert: it writes only where the phone has no document, so one that exists is never overwritten on a guess.
       guess ? otpPhones.collection.insertOne({ _id: phone as never, lastSeq: 1, sends: [firstSend], cleanupAt: phoneCleanupAt(now) }) : skippedGuess,
     ]);
     const read = <T>(outcome: PromiseSettledResult<T>): T | undefined => (outcome.status === 'fulfilled' ? outcome.value : undefined);
-    const readFailure = [userRead, failuresRead, stateRead].find((outcome) => outcome.status === 'rejected');
+    const readFailure = [userRead, phoneRead].find((outcome) => outcome.status === 'rejected');
     const user = read(userRead) ?? null;
-    const failureCount = read(failuresRead);
+    const failureCount = read(phoneRead)?.failureCount;
     const failuresSpent = !!failureCount?.refusedUntil;
     // The guess's own insert may reach the phone's document before the lookup does: a document the guess made means
     // there was none before.
     const madeRecord = guess !== undefined && guessedRecord.status === 'fulfilled';
-    const seen = madeRecord ? null : (read(stateRead) ?? null);
+    const seen = madeRecord ? null : (read(phoneRead)?.state ?? null);
     // A document whose last send is number 1 while this guess holds send 1 was made by a concurrent first request
     // (which lost send 1 and rebuilds it), or is older than send 1's challenge (over an hour, outside every limit):
     // either way this request holds the phone's first send, and undoing it could leave the phone sent nothing.
