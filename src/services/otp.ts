@@ -167,7 +167,6 @@ export function createOtpService(deps: OtpDeps) {
   const sendsKept = Math.max(settings.maxSendsPerHour, settings.maxSendsPerPhonePerHour);
 
   type PhoneState = OtpPhone & { sends: OtpPhoneSend[] };
-  const readPhone = (phone: string) => otpPhones.collection.findOne({ _id: phone as never }) as Promise<PhoneState | null>;
   /** The phone's document and its failures in one command: they share the collection (see failure-budget.ts). */
   async function readPhoneAndFailures(phone: string): Promise<{ state: PhoneState | null; failureCount: FailureCount }> {
     const found = await otpPhones.collection.find({ _id: { $in: [phone, ...failures.keysOf(phone)] as never[] } }).toArray();
