@@ -222,18 +222,11 @@ async function startFerretDB(options: EmbeddedOptions): Promise<EmbeddedDatabase
   );
   const watchdog = child.pid === undefined ? undefined : watchOverEngine(child.pid);
   child.once('exit', () => watchdog?.kill('SIGKILL'));
-  let problem = '';
-  child.stderr?.on('data', (chunk: Buffer) => {
-    problem = (problem + chunk.toString()).slice(-2000);
-  });
-  // A binary that cannot be started at all (missing, not executable) shows up here, not as an exit.
-  child.once('error', (error) => {
-    problem = `${error.message}\n${problem}`;
-  });
+  const problem = recordProblems(child);
   const removeTemporaryData = () => (options.dataDir ? Promise.resolve() : rm(dataDir, { recursive: true, force: true }));
   const uri = `mongodb://127.0.0.1:${port}/`;
   try {
-    await waitUntilAnswering(uri, child, () => problem);
+    await waitUntilAnswering(uri, child, problem);
   } catch (error) {
     child.kill('SIGKILL');
     await removeTemporaryData();
@@ -427,19 +420,13 @@ async function startMongoJavaServer(options: EmbeddedOptions): Promise<EmbeddedD
     ['-Xmx1g', '-XX:+UseSerialGC', '-cp', `${home}/classes:${home}/lib/*`, 'ChatgateMongoServer', '--port', '0', '--file', file],
     { stdio: ['pipe', 'pipe', 'pipe'] },
   );
-  let problem = '';
-  child.stderr?.on('data', (chunk: Buffer) => {
-    problem = (problem + chunk.toString()).slice(-2000);
-  });
-  child.once('error', (error) => {
-    problem = `${error.message}\n${problem}`;
-  });
+  const problem = recordProblems(child);
   const removeTemporaryData = () => (options.dataDir ? Promise.resolve() : rm(dataDir, { recursive: true, force: true }));
   let port: number;
   try {
     port = await new Promise<number>((resolve, reject) => {
       let out = '';
-      const timer = setTimeout(() => reject(new Error(`mongo-java-server did not start within 30 s: ${problem.trim()}`)), 30_000);
+      const timer = setTimeout(() => reject(new Error(`mongo-java-server did not start within 30 s: ${problem().trim()}`)), 30_000);
       child.stdout?.on('data', (chunk: Buffer) => {
         out += chunk.toString();
         const match = /listening (\d+)/.exec(out);
@@ -455,7 +442,7 @@ async function startMongoJavaServer(options: EmbeddedOptions): Promise<EmbeddedD
       child.once('exit', () => {
         clearTimeout(timer);
         // Java's own words end with the exception; the first lines say which.
-        reject(new Error(`mongo-java-server did not start: ${problem.trim().split('\n').slice(0, 3).join(' ') || 'java exited'}`));
+        reject(new Error(`mongo-java-server did not start: ${problem().trim().split('\n').slice(0, 3).join(' ') || 'java exited'}`));
       });
     });
   } catch (error) {
@@ -476,6 +463,21 @@ async function startMongoJavaServer(options: EmbeddedOptions): Promise<EmbeddedD
       await removeTemporaryData();
     },
   };
+}
+
+/**
+ * What an engine process says went wrong, for the error of a failed start: the last 2,000 characters of its stderr,
+ * after the reason it could not be started at all (missing, not executable), which shows up as an event, not an exit.
+ */
+function recordProblems(child: ChildProcess): () => string {
+  let problem = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    problem = (problem + chunk.toString()).slice(-2000);
+  });
+  child.once('error', (error) => {
+    problem = `${error.message}\n${problem}`;
+  });
+  return () => problem;
 }
 
 function freePort(): Promise<number> {
