@@ -14,15 +14,15 @@ afterAll(async () => {
   await botApi.close();
 });
 
-const testApp = await buildTestApp({
+const GATEWAY_ENV = {
   ...TELEGRAM_ENV,
   TELEGRAM_API_ROOT: botApi.url,
   TELEGRAM_GATEWAY_TOKEN: GATEWAY_TOKEN,
   TELEGRAM_GATEWAY_API_ROOT: gateway.url,
   TELEGRAM_GATEWAY_TIMEOUT_MS: '500',
   PUBLIC_URL,
-  OTP_TEST_NUMBERS: '+15550000001:123456',
-});
+};
+const testApp = await buildTestApp({ ...GATEWAY_ENV, OTP_TEST_NUMBERS: '+15550000001:123456' });
 const { app, clock, database, sms } = testApp;
 
 type GatewayBehaviour = 'ok' | 'cannot_send' | 'account_error' | 'http_500' | 'timeout' | 'send_refused';
@@ -169,15 +169,7 @@ describe('codes through the Telegram Gateway', () => {
 });
 
 // A second instance whose per-IP daily budget of paid sends is 2, on the same database and Gateway stand-in.
-const budgetApp = await buildTestApp({
-  ...TELEGRAM_ENV,
-  TELEGRAM_API_ROOT: botApi.url,
-  TELEGRAM_GATEWAY_TOKEN: GATEWAY_TOKEN,
-  TELEGRAM_GATEWAY_API_ROOT: gateway.url,
-  TELEGRAM_GATEWAY_TIMEOUT_MS: '500',
-  PUBLIC_URL,
-  OTP_BUDGET_IP_PER_DAY: '2',
-});
+const budgetApp = await buildTestApp({ ...GATEWAY_ENV, OTP_BUDGET_IP_PER_DAY: '2' });
 
 describe('the Gateway and the paid-send budgets', () => {
   it('counts Gateway codes in the paid-send budgets: past one, the Gateway is not even asked (asking costs money) and the answer is 429', async () => {
