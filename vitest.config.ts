@@ -9,6 +9,8 @@ export default defineConfig({
     hookTimeout: 120_000,
     // Tests that start servers and databases should not pile up beyond the machine's two cores.
     maxWorkers: 2,
+    // vitest's own output, then one plain closing line (`Tests: N passed, N failed`) that any reader of logs can parse.
+    reporters: ['default', './tests/helpers/plain-summary-reporter.ts'],
     coverage: {
       provider: 'v8',
       include: ['src/**/*.ts', 'models/**/*.ts', 'bots/**/*.ts', 'webhooks/**/*.ts'],
