@@ -86,6 +86,17 @@ describe('CORS', () => {
   });
 });
 
+// Helmet's headers that only a page acts on (src/observability/browser.ts).
+const PAGE_ONLY_HEADERS = [
+  'cross-origin-opener-policy',
+  'origin-agent-cluster',
+  'referrer-policy',
+  'x-dns-prefetch-control',
+  'x-download-options',
+  'x-permitted-cross-domain-policies',
+  'x-xss-protection',
+];
+
 describe('security headers', () => {
   it.each([
     ['a JSON answer', '/health', 200],
@@ -96,20 +107,36 @@ describe('security headers', () => {
     const response = await app.inject({ method: 'GET', url });
     expect(response.statusCode).toBe(status);
     expect(response.headers['x-content-type-options']).toBe('nosniff');
-    expect(response.headers['cross-origin-opener-policy']).toBe('same-origin-allow-popups');
     expect(response.headers['content-security-policy']).toBe("default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
     expect(response.headers['x-frame-options']).toBe('SAMEORIGIN');
+    expect(response.headers['cross-origin-resource-policy']).toBe('same-origin');
     expect(response.headers['strict-transport-security']).toBeUndefined();
+    // What only a page acts on stays off JSON answers, which have nothing for it to govern.
+    for (const pageOnly of PAGE_ONLY_HEADERS) expect(response.headers[pageOnly]).toBeUndefined();
   });
 
   it("are on the OpenID Provider's answers, which it writes to the raw response itself", async () => {
     const { app } = await buildTestApp();
-    const response = await app.inject({ method: 'GET', url: '/.well-known/openid-configuration' });
+    const discovery = await app.inject({ method: 'GET', url: '/.well-known/openid-configuration' });
+    expect(discovery.statusCode).toBe(200);
+    expect(discovery.headers['x-content-type-options']).toBe('nosniff');
+    expect(discovery.headers['x-frame-options']).toBe('SAMEORIGIN');
+    // An authorization request without a client: the provider answers with its own HTML error page.
+    const page = await app.inject({ method: 'GET', url: '/oidc/auth' });
+    expect(page.statusCode).toBe(400);
+    expect(page.headers['content-type']).toMatch(/^text\/html/);
+    expect(page.headers['x-content-type-options']).toBe('nosniff');
+    expect(page.headers['cross-origin-opener-policy']).toBe('same-origin-allow-popups');
+    expect(page.headers['referrer-policy']).toBe('no-referrer');
+    for (const pageOnly of PAGE_ONLY_HEADERS) expect(page.headers[pageOnly]).toBeDefined();
+  });
+
+  it("are on the hosted login page in full: helmet's whole set", async () => {
+    const { app } = await buildTestApp();
+    const response = await app.inject({ method: 'GET', url: '/login' });
     expect(response.statusCode).toBe(200);
     expect(response.headers['x-content-type-options']).toBe('nosniff');
-    expect(response.headers['x-frame-options']).toBe('SAMEORIGIN');
-    expect(response.headers['cross-origin-opener-policy']).toBe('same-origin-allow-popups');
-    expect(response.headers['referrer-policy']).toBe('no-referrer');
+    for (const pageOnly of PAGE_ONLY_HEADERS) expect(response.headers[pageOnly]).toBeDefined();
   });
 
   it('sends HSTS when PUBLIC_URL is https', async () => {

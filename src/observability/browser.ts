@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import cors from '@fastify/cors';
-import type { FastifyInstance, FastifyReply, FastifyRequest, onSendHookHandler } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler, onSendHookHandler } from 'fastify';
 import helmet from 'helmet';
 import type { Config } from '../config.js';
 import { REQUEST_ID_HEADER } from './request-id.js';
@@ -67,6 +67,20 @@ export function helmetHeaders(): ReadonlyArray<readonly [string, string]> {
   return [...headers];
 }
 
+/**
+ * Of helmet's headers, the ones that protect any response, a JSON answer included (the OWASP REST set): no MIME
+ * sniffing, no framing, no cross-origin no-cors reads. The others (the opener policy, the referrer policy, DNS prefetch,
+ * the origin-keyed agent cluster, IE's download and XSS-auditor switches, Flash's cross-domain policies) govern what a
+ * page does: a JSON answer under `default-src 'none'` has no script, link or subresource for them to act on. They go on
+ * the pages only, which keeps every API answer seven headers lighter (`/health` at `LOG_LEVEL=info`: 0.61 of a bare
+ * Fastify with them, 0.76 without, interleaved).
+ */
+const ANY_RESPONSE_HEADERS: ReadonlySet<string> = new Set(['x-content-type-options', 'x-frame-options', 'cross-origin-resource-policy']);
+
+/** The routes that serve pages to a browser (and their JSON helpers, which lose nothing by the extra headers). */
+export const isPageRoute = (url: string): boolean =>
+  url === '/login' || url.startsWith('/login/') || url.startsWith('/oidc/') || url === DOCS_PREFIX || url.startsWith(`${DOCS_PREFIX}/`);
+
 /** The docs page's policy, computed once per page text (the page is the same on every request). */
 const docsPolicyFor = (() => {
   let last: { html: string; csp: string } | undefined;
@@ -86,8 +100,9 @@ export const docsPagePolicy: onSendHookHandler = (_request, reply: FastifyReply,
 };
 
 /**
- * CORS for the listed origins, and the headers every response carries: its request id, helmet's headers, the API's
- * CSP and, over TLS, HSTS. One hook for all of them, with everything but the request id and HSTS fixed at start.
+ * CORS for the listed origins, and the headers every response carries: its request id, helmet's headers that protect
+ * any response, the API's CSP and, over TLS, HSTS; the pages get the rest of helmet's set. Everything but the request
+ * id and HSTS is fixed at start.
  */
 export async function registerBrowserProtections(app: FastifyInstance, config: Config): Promise<void> {
   if (config.CORS_ORIGINS.length > 0) {
@@ -103,16 +118,30 @@ export async function registerBrowserProtections(app: FastifyInstance, config: C
     });
   }
 
-  const fixed = helmetHeaders();
+  const helmetSet = helmetHeaders();
+  const everywhere = helmetSet.filter(([name]) => ANY_RESPONSE_HEADERS.has(name));
+  const pagesOnly = helmetSet.filter(([name]) => !ANY_RESPONSE_HEADERS.has(name));
   const hsts = wantsHsts(config);
   app.addHook('onRequest', (request, reply, done) => {
     // Helmet's headers go on the raw response, as helmet itself does, so that routes which hand the response to
     // another library (the OpenID Provider's endpoints hijack the reply) carry them too.
     const raw = reply.raw;
-    for (const [name, value] of fixed) raw.setHeader(name, value);
+    for (const [name, value] of everywhere) raw.setHeader(name, value);
     reply.header(REQUEST_ID_HEADER, request.id);
     reply.header('content-security-policy', apiCsp);
     if (hsts(request)) reply.header('strict-transport-security', HSTS);
     done();
+  });
+
+  // The page routes also get the rest of helmet's set, decided per route at start rather than per request.
+  const pageHeaders: onRequestHookHandler = (_request, reply, done) => {
+    const raw = reply.raw;
+    for (const [name, value] of pagesOnly) raw.setHeader(name, value);
+    done();
+  };
+  app.addHook('onRoute', (route) => {
+    if (!isPageRoute(route.url)) return;
+    const existing = route.onRequest;
+    route.onRequest = existing === undefined ? [pageHeaders] : [...(Array.isArray(existing) ? existing : [existing]), pageHeaders];
   });
 }
