@@ -32,7 +32,9 @@ export function createHttpSmsSender(settings: HttpSmsSettings): CodeSender {
         const reason = (error as Error).name === 'TimeoutError' ? `no answer within ${settings.timeoutMs} ms` : (error as Error).message;
         throw new DeliveryError('http', `SMS gateway unreachable: ${reason}`);
       }
-      await response.body?.cancel();
+      // Read to the end rather than cancelled: a cancelled body makes undici drop the keep-alive connection, and the
+      // next code then pays for a new one (a TCP connect per send under load).
+      await response.arrayBuffer().catch(() => undefined);
       if (!response.ok) throw new DeliveryError('http', `SMS gateway answered ${response.status}`, { status: response.status });
     },
   };
