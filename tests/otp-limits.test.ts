@@ -161,6 +161,52 @@ describe('the failure budget counts a rolling 24 hours', async () => {
     await expectRefused(phone, 24 * HOUR - 31);
   });
 
+  describe("the marker that spares OTP requests the exact count", () => {
+    const markerOf = (phone: string) => windowed.database.connection.collection('otp_phones').findOne({ _id: `otp-fail:${phone}:spent` as never });
+
+    it('is left by the wrong check that fills the window, until the oldest failure in it leaves', async () => {
+      const phone = uniquePhone();
+      const start = new Date('2031-09-01T08:00:00Z');
+      windowed.clock.set(start);
+      await wrongChecks(phone, FAILURES - 1);
+      expect(await markerOf(phone)).toBeNull();
+      windowed.clock.advance(31);
+      await wrongChecks(phone, 1);
+      expect(await markerOf(phone)).toMatchObject({ until: new Date(start.getTime() + 24 * HOUR * 1000) });
+    });
+
+    it('does not refuse by itself: a marker the count does not bear out (a right code reset it meanwhile) lets the code go', async () => {
+      const phone = uniquePhone();
+      windowed.clock.set(new Date('2031-09-02T08:00:00Z'));
+      const until = new Date(windowed.clock.now().getTime() + HOUR * 1000);
+      await windowed.database.connection.collection('otp_phones').insertOne({ _id: `otp-fail:${phone}:spent` as never, until, cleanupAt: until });
+      expect((await request(phone)).statusCode).toBe(200);
+    });
+
+    it('is left again by a refused check when it was lost, and a right code takes it away', async () => {
+      const phone = uniquePhone();
+      windowed.clock.set(new Date('2031-09-03T08:00:00Z'));
+      await wrongChecks(phone, FAILURES);
+      // Lost (the check that filled the window died before writing it): a request sends, but the count still refuses.
+      await windowed.database.connection.collection('otp_phones').deleteOne({ _id: `otp-fail:${phone}:spent` as never });
+      windowed.clock.advance(31);
+      const resent = await request(phone);
+      expect(resent.statusCode).toBe(200);
+      const fresh = resent.json() as { challengeId: string };
+      expect((await check({ challengeId: fresh.challengeId, code: windowed.sms.lastCodeFor(phone) })).json()).toMatchObject({ error: 'too_many_attempts' });
+      expect(await markerOf(phone)).not.toBeNull();
+      windowed.clock.advance(31);
+      await expectRefused(phone);
+      // A right code (once the window has room again) resets the count, and the marker goes with it.
+      windowed.clock.advance(24 * HOUR);
+      const again = await request(phone);
+      expect(again.statusCode).toBe(200);
+      const { challengeId: lastId } = again.json() as { challengeId: string };
+      expect((await check({ challengeId: lastId, code: windowed.sms.lastCodeFor(phone) })).statusCode).toBe(200);
+      expect(await markerOf(phone)).toBeNull();
+    });
+  });
+
   it('records no more than the budget of 30 concurrent wrong checks for one phone', async () => {
     const raced = await buildTestApp({ DEFAULT_COUNTRY: 'IN', OTP_MAX_ATTEMPTS: '20' });
     const limit = raced.config.OTP_MAX_FAILURES_PER_DAY;

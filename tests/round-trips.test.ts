@@ -37,6 +37,10 @@ describe('database round trips per request', () => {
     const { depth, commands } = await measure(() => post('/auth/otp/request', { phone: uniquePhone() }));
     expect(depth).toBe(1);
     expect(names(commands)).toEqual(['find otp_phones', 'find users', 'insert challenges', 'insert otp_phones'].sort());
+    // Two keys, the phone's document and its failure marker: not the failure count's 2 × OTP_MAX_FAILURES_PER_DAY
+    // keys, each an index lookup for the database (about ten times a point lookup's work on mongo-java-server).
+    const phoneRead = commands.find((command) => command.name === 'find' && command.collection === 'otp_phones');
+    expect((phoneRead?.filters[0] as { _id: { $in: unknown[] } })._id.$in).toHaveLength(2);
   });
 
   it('a new code for a phone sent to lately: 2 sequential round trips (2 lookups, then the challenge and the phone\'s document: 4 commands)', async () => {

@@ -15,7 +15,15 @@ export interface FailureCount {
   seen: ReadonlyMap<number, Date>;
 }
 
-export type RecordedFailure = { number: number; phone: string; replaces: boolean } | { refusedUntil: Date };
+export type RecordedFailure =
+  | {
+      number: number;
+      phone: string;
+      replaces: boolean;
+      /** Set when this failure filled the window: the next one is refused until then. */
+      fullUntil?: Date | undefined;
+    }
+  | { refusedUntil: Date };
 
 interface FailureDocument {
   _id: string;
@@ -33,6 +41,13 @@ interface FailureDocument {
  * more than `limit` of them. The insert under the unique key decides who owns j; a loser reads again and tries the
  * next number. The ring has twice `limit` keys so that failure j − limit, which j's check reads, is not in j's place:
  * j's owner deletes it once j is recorded, freeing that key for j + limit.
+ *
+ * Reading all 2·limit keys costs the database one index lookup per key (about 2 ms of mongo-java-server's CPU, ten
+ * times a point lookup), too much for every OTP request, which only needs to know whether the budget is spent. So the
+ * wrong check whose failure fills the window also leaves a marker, `otp-fail:<phone>:spent`, saying until when; a
+ * request reads the phone's document and that marker, and only where a marker stands does it count exactly. The
+ * marker guarantees nothing: a lost one lets a request send a code whose checks the count still refuses, a stale one
+ * (a right code reset the count meanwhile) costs that phone's requests the exact count until it expires.
  */
 export function createFailureBudget(phones: Model<OtpPhone>, clock: Clock, limit: number, windowMs = DAY_MS) {
   const ringSize = 2 * limit;
@@ -41,6 +56,17 @@ export function createFailureBudget(phones: Model<OtpPhone>, clock: Clock, limit
   const collection = () => phones.collection;
   const keyOf = (phone: string, number: number) => `otp-fail:${phone}:${number % ringSize}`;
   const keysOf = (phone: string) => Array.from({ length: ringSize }, (_, index) => `otp-fail:${phone}:${index}`);
+  const spentKeyOf = (phone: string) => `otp-fail:${phone}:spent`;
+
+  /** Leaves the marker that the phone's budget is spent until `until` (an upsert: a hint, see above). */
+  async function markSpent(phone: string, until: Date): Promise<void> {
+    try {
+      await collection().updateOne({ _id: spentKeyOf(phone) as never }, { $set: { until, cleanupAt: until } }, { upsert: true });
+    } catch (error) {
+      // Two concurrent upserts of one marker: the other one wrote it.
+      if (!isDuplicateKey(error)) throw error;
+    }
+  }
 
   /** One command: the phone's keys, by `$in` (index lookups on MongoDB; a scan of this small collection on FerretDB). */
   async function read(phone: string): Promise<FailureCount> {
@@ -93,7 +119,10 @@ export function createFailureBudget(phones: Model<OtpPhone>, clock: Clock, limit
           // Swept once out of the window, where it no longer counts.
           cleanupAt: new Date(now.getTime() + windowMs),
         });
-        return { number, phone, replaces: current.seen.has(number - limit) };
+        // The window is full when the failure `limit − 1` before this one is still in it: the next one waits for it.
+        const firstInWindow = number + 1 - limit === number ? now : current.seen.get(number + 1 - limit);
+        const fullUntil = firstInWindow && firstInWindow.getTime() + windowMs > now.getTime() ? new Date(firstInWindow.getTime() + windowMs) : undefined;
+        return { number, phone, replaces: current.seen.has(number - limit), fullUntil };
       } catch (error) {
         if (!isDuplicateKey(error)) throw error;
       }
@@ -106,25 +135,41 @@ export function createFailureBudget(phones: Model<OtpPhone>, clock: Clock, limit
     read,
     countOf,
     keysOf,
+    spentKeyOf,
     record,
+    markSpent,
 
     /**
-     * Deletes the failure `limit` before a recorded one: nothing reads it any more, and its key is the place of the
-     * failure `limit` after. Only the owner of the recorded failure does this, and only the document of that number.
+     * Whether the phone's budget may be spent, from documents read elsewhere (the phone's marker among them): when it
+     * may, only the exact count (`read`) says.
      */
-    async forgetReplaced(recorded: RecordedFailure) {
-      if (!('number' in recorded) || !recorded.replaces) return;
-      const replaced = recorded.number - limit;
-      await collection().deleteOne({ _id: keyOf(recorded.phone, replaced) as never, n: replaced });
+    maybeSpent(phone: string, found: readonly { _id: unknown; until?: unknown }[]): boolean {
+      const marker = found.find((doc) => doc._id === spentKeyOf(phone));
+      return marker?.until instanceof Date && marker.until.getTime() > clock.now().getTime();
     },
 
     /**
-     * A right code starts the count again: one delete of every key of the phone. A check that read the count before
-     * and records after it starts numbering where it read; the numbers below its own are then missing, which lets
-     * the phone have up to one failure more per such check in the next 24 hours, only in a race with a right code.
+     * After a wrong check: deletes the failure `limit` before the recorded one (nothing reads it any more, and its key
+     * is the place of the failure `limit` after; only the owner of the recorded failure does this, and only the
+     * document of that number), and leaves the marker when this failure filled the window.
+     */
+    async settleWrongCheck(recorded: RecordedFailure) {
+      if (!('number' in recorded)) return;
+      const replaced = recorded.number - limit;
+      await Promise.all([
+        recorded.replaces ? collection().deleteOne({ _id: keyOf(recorded.phone, replaced) as never, n: replaced }) : undefined,
+        recorded.fullUntil ? markSpent(recorded.phone, recorded.fullUntil) : undefined,
+      ]);
+    },
+
+    /**
+     * A right code starts the count again: one delete of every key of the phone, its marker too. A check that read
+     * the count before and records after it starts numbering where it read; the numbers below its own are then
+     * missing, which lets the phone have up to one failure more per such check in the next 24 hours, only in a race
+     * with a right code.
      */
     async reset(phone: string) {
-      await collection().deleteMany({ _id: { $in: keysOf(phone) as never[] } });
+      await collection().deleteMany({ _id: { $in: [...keysOf(phone), spentKeyOf(phone)] as never[] } });
     },
   };
 }

@@ -175,6 +175,18 @@ export function createOtpService(deps: OtpDeps) {
   }
 
   /**
+   * What an OTP request needs of the phone: its document, and whether its failure budget is spent. One `$in` of two
+   * keys, the document and the marker a wrong check leaves when it fills the window; the exact count (all the
+   * failures' keys, ten times the database's work) is read only where a marker stands (see failure-budget.ts).
+   */
+  async function readPhoneForRequest(phone: string): Promise<{ state: PhoneState | null; refusedUntil: Date | undefined }> {
+    const found = await otpPhones.collection.find({ _id: { $in: [phone, failures.spentKeyOf(phone)] as never[] } }).toArray();
+    const state = (found.find((doc) => (doc._id as unknown) === phone) as unknown as PhoneState | undefined) ?? null;
+    const refusedUntil = failures.maybeSpent(phone, found) ? (await failures.read(phone)).refusedUntil : undefined;
+    return { state, refusedUntil };
+  }
+
+  /**
    * Refuses a send that comes too soon after the last delivered one, or one too many within the hour from this IP or
    * from all IPs (failed sends count there: a failing provider is no way around the cap), and numbers the next send.
    * Decided from the phone's document, so a concurrent sender sees the same number and loses at the unique
@@ -378,11 +390,11 @@ export function createOtpService(deps: OtpDeps) {
     const guessedBudgets = guess ? budgetsOf(guess, guessedSends) : [];
     const firstSend: OtpPhoneSend = { seq: 1, at: now, ipKey };
     const skippedGuess = Promise.resolve(undefined);
-    // Round trip 1: the user, and the phone's document with its failures (one `$in`), side by side (and, guessing a
-    // first send, its writes).
+    // Round trip 1: the user, and the phone's document with its failure marker (one `$in`), side by side (and,
+    // guessing a first send, its writes).
     const [userRead, phoneRead, guessedBudget, guessedChallenge, guessedRecord] = await Promise.allSettled([
       identities.findByPhone(phone),
-      readPhoneAndFailures(phone),
+      readPhoneForRequest(phone),
       guess ? takeBudgets(guessedBudgets) : skippedGuess,
       guess ? challenges.collection.insertOne(challengeFor(1, guess.channel, undefined)) : skippedGuess,
       // An insert: it writes only where the phone has no document, so one that exists is never overwritten on a guess.
@@ -391,8 +403,8 @@ export function createOtpService(deps: OtpDeps) {
     const read = <T>(outcome: PromiseSettledResult<T>): T | undefined => (outcome.status === 'fulfilled' ? outcome.value : undefined);
     const readFailure = [userRead, phoneRead].find((outcome) => outcome.status === 'rejected');
     const user = read(userRead) ?? null;
-    const failureCount = read(phoneRead)?.failureCount;
-    const failuresSpent = !!failureCount?.refusedUntil;
+    const failuresSpentUntil = read(phoneRead)?.refusedUntil;
+    const failuresSpent = !!failuresSpentUntil;
     // The guess's own insert may reach the phone's document before the lookup does: a document the guess made means
     // there was none before.
     const madeRecord = guess !== undefined && guessedRecord.status === 'fulfilled';
@@ -416,10 +428,10 @@ export function createOtpService(deps: OtpDeps) {
       }
     }
     if (readFailure) throw (readFailure as PromiseRejectedResult).reason;
-    if (failureCount?.refusedUntil) {
+    if (failuresSpentUntil) {
       log.warn({ phone: maskPhone(phone), limit: settings.maxFailuresPerDay }, 'otp failure budget exhausted');
       await audit.record({ type: 'otp.failure_budget_exhausted', phone, ip: input.ip, detail: { limit: settings.maxFailuresPerDay } });
-      throw failureBudgetSpent(now, failureCount.refusedUntil);
+      throw failureBudgetSpent(now, failuresSpentUntil);
     }
     const sendSeq = guessHolds ? 1 : nextSendSeq(state, ipKey, now);
     // Budget slots taken before asking a provider that charges for the asking (kept once it answered: the money is
@@ -548,7 +560,11 @@ export function createOtpService(deps: OtpDeps) {
     const { challenge, attempt, failureCount } =
       'challengeId' in input ? await openCheckById(input.challengeId, now) : await openCheckByPhone(input.phone, now);
     if (failureCount.refusedUntil || !attempt) {
-      if (attempt) await reservations.release(attempt.key);
+      // A refusal also leaves the marker the OTP requests read, should the check that filled the window have died first.
+      await Promise.all([
+        attempt ? reservations.release(attempt.key) : undefined,
+        failureCount.refusedUntil ? failures.markSpent(challenge.phone, failureCount.refusedUntil) : undefined,
+      ]);
       if (failureCount.refusedUntil) throw failureBudgetExhausted(challenge.phone);
       throw new AppError('too_many_attempts', 'Too many wrong codes. Ask for a new one.');
     }
@@ -557,7 +573,7 @@ export function createOtpService(deps: OtpDeps) {
     // one, so the losers of a race for the attempts do not fight for failure numbers.
     const recorded = await failures.record(failureCount);
     if ('refusedUntil' in recorded) {
-      await reservations.release(attempt.key);
+      await Promise.all([reservations.release(attempt.key), failures.markSpent(challenge.phone, recorded.refusedUntil)]);
       throw failureBudgetExhausted(challenge.phone);
     }
     const { slot } = attempt;
@@ -567,7 +583,7 @@ export function createOtpService(deps: OtpDeps) {
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
       await Promise.all([
         audit.record({ type: 'otp.verify_failed', channel: challenge.channel, phone: challenge.phone, ip: input.ip, detail: { attempt: slot } }),
-        failures.forgetReplaced(recorded),
+        failures.settleWrongCheck(recorded),
       ]);
       throw new AppError('invalid_code', 'That code is not right.', { attemptsRemaining: settings.maxAttempts - slot });
     }
