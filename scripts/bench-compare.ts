@@ -3,7 +3,7 @@
 // so that a machine whose load changes hurts both alike. better-auth lives in bench/better-auth with its own
 // package.json, installed there on first use, never into the gateway's dependencies. Loopback only, bounded:
 // BENCH_SECONDS (default 5) per run, BENCH_CONNECTIONS (default 10,50), BENCH_SCENARIOS (a subset: otpRequest, login, me,
-// health).
+// health), BENCH_WARMUP_SECONDS (default 2: an unmeasured run of each side per scenario first).
 import type autocannon from 'autocannon';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -23,6 +23,7 @@ import {
   startCodeSink,
   startEngine,
   startRoundTripCounter,
+  warmUp,
   withDatabase,
   type Measurement,
   type ServerUnderTest,
@@ -118,6 +119,8 @@ try {
   const header = ['scenario', 'against', 'conns', 'Chatgate/s', 'other/s', 'ratio', 'p50 ms', 'other p50', 'cmds/req', 'other cmds', 'RSS MiB', 'other RSS'];
   process.stdout.write(`${formatRow(header, widths)}\n`);
   for (const pair of pairs) {
+    await warmUp({ ...pair.aRun.options, connections: Math.max(...connectionCounts) });
+    await warmUp({ ...pair.bRun.options, connections: Math.max(...connectionCounts) });
     for (const connections of connectionCounts) {
       const a: Measurement[] = [];
       const b: Measurement[] = [];

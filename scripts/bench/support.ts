@@ -14,6 +14,8 @@ import { connectDatabase } from '../../src/db/connection.js';
 import { startEmbeddedDatabase, type EmbeddedDatabase, type EmbeddedOptions } from '../../src/db/embedded.js';
 
 export const seconds = Number(process.env.BENCH_SECONDS ?? 5);
+/** An unmeasured run of each server per scenario first, so that neither is measured while its JIT (or the engine's) is cold. */
+export const warmUpSeconds = Number(process.env.BENCH_WARMUP_SECONDS ?? 2);
 export const connectionCounts = (process.env.BENCH_CONNECTIONS ?? '10,50').split(',').map(Number);
 
 export interface Engine {
@@ -171,6 +173,11 @@ export interface Measurement {
   errors: number;
   roundTrips: number | undefined;
   rssMiB: number;
+}
+
+/** The unmeasured warm-up run of a scenario (BENCH_WARMUP_SECONDS, 0 for none). */
+export async function warmUp(options: autocannon.Options): Promise<void> {
+  if (warmUpSeconds > 0) await autocannon({ ...options, duration: warmUpSeconds });
 }
 
 /** One autocannon run with the RSS of the server sampled while it lasts (the highest is kept). */
