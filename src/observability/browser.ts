@@ -4,6 +4,7 @@ import cors from '@fastify/cors';
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler, onSendHookHandler } from 'fastify';
 import helmet from 'helmet';
 import type { Config } from '../config.js';
+import { withHookAdded } from '../http/route-hooks.js';
 import { REQUEST_ID_HEADER } from './request-id.js';
 
 /** Where the interactive API reference is served (@scalar/fastify-api-reference); only there is a looser CSP allowed. */
@@ -140,8 +141,6 @@ export async function registerBrowserProtections(app: FastifyInstance, config: C
     done();
   };
   app.addHook('onRoute', (route) => {
-    if (!isPageRoute(route.url)) return;
-    const existing = route.onRequest;
-    route.onRequest = existing === undefined ? [pageHeaders] : [...(Array.isArray(existing) ? existing : [existing]), pageHeaders];
+    if (isPageRoute(route.url)) route.onRequest = withHookAdded(route.onRequest, pageHeaders);
   });
 }

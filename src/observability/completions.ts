@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, onResponseHookHandler } from 'fastify';
+import { withHookAdded } from '../http/route-hooks.js';
 
 /** Probes and scrapes: they come every few seconds and say nothing new, so they are neither logged at info nor timed. */
 export const PROBE_ROUTES: ReadonlySet<string> = new Set(['/health', '/ready', '/metrics']);
@@ -30,9 +31,7 @@ export function observeCompletions(app: FastifyInstance, observers: CompletionOb
 
   app.addHook('onRoute', (route) => {
     const hook = hookFor(route.url);
-    if (!hook) return;
-    const existing = route.onResponse;
-    route.onResponse = existing === undefined ? [hook] : [...(Array.isArray(existing) ? existing : [existing]), hook];
+    if (hook) route.onResponse = withHookAdded(route.onResponse, hook);
   });
 
   // Requests that no route matched (the not-found handler) have no route of their own to carry a hook.
