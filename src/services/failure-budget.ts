@@ -120,7 +120,7 @@ export function createFailureBudget(phones: Model<OtpPhone>, clock: Clock, limit
           cleanupAt: new Date(now.getTime() + windowMs),
         });
         // The window is full when the failure `limit − 1` before this one is still in it: the next one waits for it.
-        const firstInWindow = number + 1 - limit === number ? now : current.seen.get(number + 1 - limit);
+        const firstInWindow = limit === 1 ? now : current.seen.get(number + 1 - limit);
         const fullUntil = firstInWindow && firstInWindow.getTime() + windowMs > now.getTime() ? new Date(firstInWindow.getTime() + windowMs) : undefined;
         return { number, phone, replaces: current.seen.has(number - limit), fullUntil };
       } catch (error) {

@@ -167,10 +167,14 @@ export function createOtpService(deps: OtpDeps) {
   const sendsKept = Math.max(settings.maxSendsPerHour, settings.maxSendsPerPhonePerHour);
 
   type PhoneState = OtpPhone & { sends: OtpPhoneSend[] };
+  /** The phone's own document among documents read from `otp_phones` with it (its failures, its marker). */
+  const phoneStateIn = (found: readonly { _id: unknown }[], phone: string): PhoneState | null =>
+    (found.find((doc) => doc._id === phone) as unknown as PhoneState | undefined) ?? null;
+
   /** The phone's document and its failures in one command: they share the collection (see failure-budget.ts). */
   async function readPhoneAndFailures(phone: string): Promise<{ state: PhoneState | null; failureCount: FailureCount }> {
     const found = await otpPhones.collection.find({ _id: { $in: [phone, ...failures.keysOf(phone)] as never[] } }).toArray();
-    const state = (found.find((doc) => (doc._id as unknown) === phone) as unknown as PhoneState | undefined) ?? null;
+    const state = phoneStateIn(found, phone);
     return { state, failureCount: failures.countOf(phone, found) };
   }
 
@@ -181,7 +185,7 @@ export function createOtpService(deps: OtpDeps) {
    */
   async function readPhoneForRequest(phone: string): Promise<{ state: PhoneState | null; refusedUntil: Date | undefined }> {
     const found = await otpPhones.collection.find({ _id: { $in: [phone, failures.spentKeyOf(phone)] as never[] } }).toArray();
-    const state = (found.find((doc) => (doc._id as unknown) === phone) as unknown as PhoneState | undefined) ?? null;
+    const state = phoneStateIn(found, phone);
     const refusedUntil = failures.maybeSpent(phone, found) ? (await failures.read(phone)).refusedUntil : undefined;
     return { state, refusedUntil };
   }
