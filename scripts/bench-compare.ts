@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { chatgateScenarios, loginOnce, startChatgate } from './bench/chatgate.js';
 import {
   connectionCounts,
+  countCommands,
   formatRow,
   jsonPost,
   measure,
@@ -52,13 +53,20 @@ const stopAll = async () => {
 };
 
 try {
-  const chatgate = await startChatgate(withDatabase(counter.uri, `chatgate_compare_${suffix}`), sink.url);
+  // Each side twice: the measured server on the engine directly, and beside it one on the same database through the
+  // round-trip counter, which serves only to count commands (see measure in scripts/bench/support.ts).
+  const chatgateDb = `chatgate_compare_${suffix}`;
+  const chatgate = await startChatgate(withDatabase(engine.uri, chatgateDb), sink.url);
   started.push(chatgate);
-  const betterAuth = await startChild('better-auth', [path.join(betterAuthDir, 'server.mjs')], {
-    MONGODB_URI: withDatabase(counter.uri, `better_auth_compare_${suffix}`),
-    SMS_HTTP_URL: sink.url,
-  });
+  const chatgateCounted = await startChatgate(withDatabase(counter.uri, chatgateDb), sink.url, chatgate);
+  started.push(chatgateCounted);
+  const betterAuthDb = `better_auth_compare_${suffix}`;
+  const startBetterAuth = (name: string, uri: string) =>
+    startChild(name, [path.join(betterAuthDir, 'server.mjs')], { MONGODB_URI: withDatabase(uri, betterAuthDb), SMS_HTTP_URL: sink.url });
+  const betterAuth = await startBetterAuth('better-auth', engine.uri);
   started.push(betterAuth);
+  const betterAuthCounted = await startBetterAuth('better-auth (counted)', counter.uri);
+  started.push(betterAuthCounted);
   const fastify = await startChild('bare Fastify', [path.join(root, 'bench/fastify-hello.mjs')], {}, root);
   started.push(fastify);
 
@@ -69,10 +77,10 @@ try {
   type Ctx = Record<string, string>;
   const ctx = (context: object) => context as Ctx;
 
-  const betterAuthScenario = {
+  const betterAuthScenarios = (base: string) => ({
     otpRequest: {
       options: {
-        url: `${betterAuth.base}/api/auth/phone-number/send-otp`,
+        url: `${base}/api/auth/phone-number/send-otp`,
         method: 'POST',
         headers: json,
         requests: [{ setupRequest: (request: autocannon.Request) => ({ ...request, body: JSON.stringify({ phoneNumber: nextPhone() }) }) }],
@@ -81,7 +89,7 @@ try {
     },
     login: {
       options: {
-        url: `${betterAuth.base}/api/auth/phone-number/send-otp`,
+        url: `${base}/api/auth/phone-number/send-otp`,
         headers: json,
         requests: [
           {
@@ -104,14 +112,58 @@ try {
       },
       perIteration: 2,
     },
-    sessionRead: { options: { url: `${betterAuth.base}/api/auth/get-session`, headers: { cookie } }, perIteration: 1 },
-  } satisfies Record<string, { options: autocannon.Options; perIteration: number }>;
+    sessionRead: { options: { url: `${base}/api/auth/get-session`, headers: { cookie } }, perIteration: 1 },
+  }) satisfies Record<string, { options: autocannon.Options; perIteration: number }>;
+  const betterAuthScenario = betterAuthScenarios(betterAuth.base);
+  const betterAuthCountedScenario = betterAuthScenarios(betterAuthCounted.base);
+  const chatgateCountedScenario = chatgateScenarios(chatgateCounted.base, sink.codes, tokens, []);
 
-  const allPairs: Array<{ key: string; name: string; a: ServerUnderTest; b: ServerUnderTest; aRun: { options: autocannon.Options; perIteration: number }; bRun: { options: autocannon.Options; perIteration: number }; against: string }> = [
-    { key: 'otpRequest', name: 'OTP request', a: chatgate, b: betterAuth, aRun: chatgateScenario.otpRequest, bRun: betterAuthScenario.otpRequest, against: 'better-auth' },
-    { key: 'login', name: 'full login', a: chatgate, b: betterAuth, aRun: chatgateScenario.login, bRun: betterAuthScenario.login, against: 'better-auth' },
-    { key: 'me', name: 'session read', a: chatgate, b: betterAuth, aRun: chatgateScenario.me, bRun: betterAuthScenario.sessionRead, against: 'better-auth' },
-    { key: 'health', name: '/health', a: chatgate, b: fastify, aRun: chatgateScenario.health, bRun: { options: { url: `${fastify.base}/health` }, perIteration: 1 }, against: 'bare Fastify' },
+  type Run = { options: autocannon.Options; perIteration: number };
+  // Per pair: the measured runs, and the runs that count commands against the counted instances (none for the bare Fastify).
+  const allPairs: Array<{ key: string; name: string; a: ServerUnderTest; b: ServerUnderTest; aRun: Run; bRun: Run; aCount: Run; bCount?: Run; against: string }> = [
+    {
+      key: 'otpRequest',
+      name: 'OTP request',
+      a: chatgate,
+      b: betterAuth,
+      aRun: chatgateScenario.otpRequest,
+      bRun: betterAuthScenario.otpRequest,
+      aCount: chatgateCountedScenario.otpRequest,
+      bCount: betterAuthCountedScenario.otpRequest,
+      against: 'better-auth',
+    },
+    {
+      key: 'login',
+      name: 'full login',
+      a: chatgate,
+      b: betterAuth,
+      aRun: chatgateScenario.login,
+      bRun: betterAuthScenario.login,
+      aCount: chatgateCountedScenario.login,
+      bCount: betterAuthCountedScenario.login,
+      against: 'better-auth',
+    },
+    {
+      key: 'me',
+      name: 'session read',
+      a: chatgate,
+      b: betterAuth,
+      aRun: chatgateScenario.me,
+      bRun: betterAuthScenario.sessionRead,
+      aCount: chatgateCountedScenario.me,
+      bCount: betterAuthCountedScenario.sessionRead,
+      against: 'better-auth',
+    },
+    {
+      key: 'health',
+      name: '/health',
+      a: chatgate,
+      b: fastify,
+      aRun: chatgateScenario.health,
+      bRun: { options: { url: `${fastify.base}/health` }, perIteration: 1 },
+      aCount: chatgateCountedScenario.health,
+      against: 'bare Fastify',
+    },
   ];
   const pairs = allPairs.filter((pair) => !wanted || wanted.includes(pair.key));
 
@@ -122,16 +174,18 @@ try {
     await warmUp({ ...pair.aRun.options, connections: Math.max(...connectionCounts) });
     await warmUp({ ...pair.bRun.options, connections: Math.max(...connectionCounts) });
     for (const connections of connectionCounts) {
+      const aTrips = await countCommands({ ...pair.aCount.options, connections }, counter, pair.aCount.perIteration);
+      const bTrips = pair.bCount && (await countCommands({ ...pair.bCount.options, connections }, counter, pair.bCount.perIteration));
       const a: Measurement[] = [];
       const b: Measurement[] = [];
       for (let round = 0; round < rounds; round++) {
-        a.push(await measure({ ...pair.aRun.options, connections }, pair.a, counter, pair.aRun.perIteration));
-        b.push(await measure({ ...pair.bRun.options, connections }, pair.b, pair.b === fastify ? undefined : counter, pair.bRun.perIteration));
+        a.push(await measure({ ...pair.aRun.options, connections }, pair.a, pair.aRun.perIteration));
+        b.push(await measure({ ...pair.bRun.options, connections }, pair.b, pair.bRun.perIteration));
       }
       const mean = (values: number[]) => values.reduce((sum, value) => sum + value, 0) / values.length;
       const aRate = mean(a.map((m) => m.reqPerSec));
       const bRate = mean(b.map((m) => m.reqPerSec));
-      const trips = (runs: Measurement[]) => (runs[0]?.roundTrips === undefined ? '-' : mean(runs.map((m) => m.roundTrips ?? 0)).toFixed(1));
+      const trips = (count: number | undefined) => (count === undefined ? '-' : count.toFixed(1));
       const errors = a.reduce((sum, m) => sum + m.errors, 0) + b.reduce((sum, m) => sum + m.errors, 0);
       process.stdout.write(
         `${formatRow(
@@ -144,8 +198,8 @@ try {
             (aRate / bRate).toFixed(2),
             mean(a.map((m) => m.p50)).toFixed(0),
             mean(b.map((m) => m.p50)).toFixed(0),
-            trips(a),
-            trips(b),
+            trips(aTrips),
+            trips(bTrips),
             Math.max(...a.map((m) => m.rssMiB)),
             Math.max(...b.map((m) => m.rssMiB)),
           ],

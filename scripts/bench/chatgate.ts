@@ -15,13 +15,17 @@ const startFlags = (JSON.parse(readFileSync(path.join(root, 'package.json'), 'ut
   .split(/\s+/)
   .filter((part) => part.startsWith('--'));
 
-export async function startChatgate(mongoUri: string, smsUrl: string): Promise<ServerUnderTest> {
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'chatgate-bench-'));
+/**
+ * A gateway on `mongoUri`. A second one given the first's `dataDir` shares its development signing keys and OTP pepper,
+ * so tokens issued by either work on both (the command-counting instance, next to the measured one).
+ */
+export async function startChatgate(mongoUri: string, smsUrl: string, shared?: { dataDir: string }): Promise<ServerUnderTest & { dataDir: string }> {
+  const dataDir = shared?.dataDir ?? (await mkdtemp(path.join(tmpdir(), 'chatgate-bench-')));
   // What `npm start` does first: build when the sources changed.
   execFileSync(process.execPath, [path.join(root, 'scripts/build-if-changed.mjs')], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
   // BENCH_CPU_PROF_DIR=<dir>: the gateway writes a CPU profile there when it stops (NODE_OPTIONS refuses --cpu-prof).
-  const profile = process.env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : [];
-  return startChild('chatgate', [...startFlags, ...profile, path.join(root, 'dist/src/server.js')], {
+  const profile = process.env.BENCH_CPU_PROF_DIR && !shared ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : [];
+  const server = await startChild(shared ? 'chatgate (counted)' : 'chatgate', [...startFlags, ...profile, path.join(root, 'dist/src/server.js')], {
     NODE_ENV: 'development',
     HOST: '127.0.0.1',
     PORT: '0',
@@ -45,6 +49,7 @@ export async function startChatgate(mongoUri: string, smsUrl: string): Promise<S
     WHATSAPP_ACCESS_TOKEN: 'bench-access-token',
     WHATSAPP_PHONE_NUMBER_ID: '100000000000001',
   });
+  return { ...server, dataDir };
 }
 
 export interface Tokens {

@@ -17,6 +17,7 @@ export const seconds = Number(process.env.BENCH_SECONDS ?? 5);
 /** An unmeasured run of each server per scenario first, so that neither is measured while its JIT (or the engine's) is cold. */
 export const warmUpSeconds = Number(process.env.BENCH_WARMUP_SECONDS ?? 2);
 export const connectionCounts = (process.env.BENCH_CONNECTIONS ?? '10,50').split(',').map(Number);
+const countRequests = Number(process.env.BENCH_COUNT_REQUESTS ?? 600);
 
 export interface Engine {
   description: string;
@@ -171,7 +172,6 @@ export interface Measurement {
   p50: number;
   p99: number;
   errors: number;
-  roundTrips: number | undefined;
   rssMiB: number;
 }
 
@@ -180,33 +180,49 @@ export async function warmUp(options: autocannon.Options): Promise<void> {
   if (warmUpSeconds > 0) await autocannon({ ...options, duration: warmUpSeconds });
 }
 
-/** One autocannon run with the RSS of the server sampled while it lasts (the highest is kept). */
-export async function measure(
-  options: autocannon.Options,
-  server: ServerUnderTest,
-  counter?: { commands: () => number },
-  perIteration = 1,
-): Promise<Measurement> {
-  // Work still in flight from the previous run (the server finishes requests the client gave up on) is not counted.
-  if (counter) await quiet(counter);
+/**
+ * One autocannon run with the RSS of the server sampled while it lasts (the highest is kept). The server under test talks
+ * to the engine directly: the round-trip counter is a relay that would spend this machine's cores on every command,
+ * as no deployment does, and so charge a server for each command it sends twice over. Commands are counted apart
+ * (countCommands), against a second instance of the server connected through the relay.
+ */
+export async function measure(options: autocannon.Options, server: ServerUnderTest, perIteration = 1): Promise<Measurement> {
   let peak = await rssMiB(server.pid);
   const sampler = setInterval(() => void rssMiB(server.pid).then((value) => (peak = Math.max(peak, value))), 250);
-  const before = counter?.commands() ?? 0;
   const result = await autocannon({ duration: seconds, ...options });
   clearInterval(sampler);
   peak = Math.max(peak, await rssMiB(server.pid));
-  const iterations = result.requests.total / perIteration;
   return {
     requests: result.requests.total,
     reqPerSec: result.requests.total / perIteration / (result.duration || seconds),
     p50: result.latency.p50,
     p99: result.latency.p99,
     errors: result.non2xx + result.errors + result.timeouts,
-    roundTrips: counter && iterations > 0 ? (counter.commands() - before) / iterations : undefined,
     rssMiB: peak,
   };
 }
 
+/**
+ * Database commands per iteration of a scenario: a bounded run (BENCH_COUNT_REQUESTS, default 600 requests, at least 20 per
+ * connection) against an instance whose database connection goes through the counter, not timed. Work still in flight
+ * is waited for on both sides of the run, so the batched audit writes of its last requests are counted and none of an
+ * earlier run's are.
+ */
+export async function countCommands(
+  options: autocannon.Options,
+  counter: { commands: () => number },
+  perIteration = 1,
+): Promise<number | undefined> {
+  await quiet(counter);
+  const before = counter.commands();
+  const amount = Math.max(countRequests, (options.connections ?? 10) * 20);
+  const result = await autocannon({ ...options, amount: Math.ceil(amount / perIteration) * perIteration });
+  await quiet(counter);
+  const iterations = result.requests.total / perIteration;
+  return iterations > 0 ? (counter.commands() - before) / iterations : undefined;
+}
+
+// Quiet: no command for 300 ms (the audit trail writes every 5 ms while it has events), or 15 s at most.
 async function quiet(counter: { commands: () => number }): Promise<void> {
   const deadline = Date.now() + 15_000;
   for (let last = -1; counter.commands() !== last && Date.now() < deadline; ) {
