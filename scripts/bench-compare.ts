@@ -11,6 +11,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { MongoClient } from 'mongodb';
 import { chatgateScenarios, loginOnce, startChatgate } from './bench/chatgate.js';
 import {
   connectionCounts,
@@ -170,7 +171,18 @@ try {
   const widths = [13, 13, 5, 9, 9, 7, 9, 9, 11, 11, 9, 9];
   const header = ['scenario', 'against', 'conns', 'Chatgate/s', 'other/s', 'ratio', 'p50 ms', 'other p50', 'cmds/req', 'other cmds', 'RSS MiB', 'other RSS'];
   process.stdout.write(`${formatRow(header, widths)}\n`);
+  // The codes each side holds when a scenario begins: every scenario leaves some (the OTP request's are never
+  // verified), and a store that looks codes up by scanning slows down as they pile up. Printed under the table.
+  const inspector = await MongoClient.connect(engine.uri, { directConnection: true });
+  const storedCodes: string[] = [];
   for (const pair of pairs) {
+    if (pair.b === betterAuth) {
+      const [ours, theirs] = await Promise.all([
+        inspector.db(chatgateDb).collection('challenges').countDocuments(),
+        inspector.db(betterAuthDb).collection('verification').countDocuments(),
+      ]);
+      storedCodes.push(`${pair.name} ${ours} / ${theirs}`);
+    }
     await warmUp({ ...pair.aRun.options, connections: Math.max(...connectionCounts) });
     await warmUp({ ...pair.bRun.options, connections: Math.max(...connectionCounts) });
     for (const connections of connectionCounts) {
@@ -208,6 +220,8 @@ try {
       );
     }
   }
+  await inspector.close();
+  process.stdout.write(`\nCodes stored when each scenario began (Chatgate's challenges / better-auth's verification rows): ${storedCodes.join('; ')}.`);
   process.stdout.write(
     `\n${rounds} rounds A B A B of ${seconds} s each on ${engine.description}; ${os.cpus().length} cores ` +
       `(${os.cpus()[0]?.model ?? 'unknown CPU'}), load average ${os.loadavg()[0]!.toFixed(1)}. Logins/s for "full login". ` +
