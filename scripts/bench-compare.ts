@@ -3,7 +3,8 @@
 // so that a machine whose load changes hurts both alike. better-auth lives in bench/better-auth with its own
 // package.json, installed there on first use, never into the gateway's dependencies. Loopback only, bounded:
 // BENCH_SECONDS (default 5) per run, BENCH_CONNECTIONS (default 10,50), BENCH_SCENARIOS (a subset: otpRequest, login, me,
-// health), BENCH_WARMUP_SECONDS (default 2: an unmeasured run of each side per scenario first).
+// health), BENCH_WARMUP_SECONDS (default 2: an unmeasured run of each side per scenario first), BENCH_COUNT_REQUESTS
+// (default 600: the untimed run per scenario that counts database commands, against a second instance of each side).
 import type autocannon from 'autocannon';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';

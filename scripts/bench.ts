@@ -5,6 +5,7 @@
 //   BENCH_SCENARIOS=health,login  a subset (health, jwks, me, otpRequest, login, refresh, loginIntent)
 //   BENCH_STORED_USERS=100000    users (and their sessions, refresh tokens, used codes, audit events) stored before the runs
 //   BENCH_DATA_DIR=/tmp/bench-db  the embedded engine keeps its data there: a later run with as many stored users reuses it
+//   BENCH_COUNT_REQUESTS=600      the untimed run per scenario that counts database commands (against a second gateway)
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { chatgateScenarios, loginOnce, startChatgate } from './bench/chatgate.js';
