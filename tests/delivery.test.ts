@@ -1,4 +1,6 @@
 import { createHmac } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import twilio from 'twilio';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -50,6 +52,29 @@ describe('the http SMS provider', () => {
   it('treats an unreachable gateway as a delivery failure', async () => {
     const unreachable = createHttpSmsSender({ url: 'http://127.0.0.1:9/sms', secret, timeoutMs: 1000 });
     await expect(unreachable.send(message)).rejects.toBeInstanceOf(DeliveryError);
+  });
+
+  it('sends consecutive codes over one kept connection, and opens a new one when the gateway closed it', async () => {
+    const connections: Socket[] = [];
+    const gateway = createServer((request, response) => {
+      request.resume();
+      request.on('end', () => response.writeHead(202, { 'content-type': 'application/json' }).end('{"queued":true}'));
+    });
+    gateway.on('connection', (socket) => connections.push(socket));
+    await new Promise<void>((resolve) => gateway.listen(0, '127.0.0.1', resolve));
+    try {
+      const kept = createHttpSmsSender({ url: `http://127.0.0.1:${(gateway.address() as AddressInfo).port}/sms`, secret, timeoutMs: 1000 });
+      for (let i = 0; i < 3; i++) await kept.send(message);
+      expect(connections).toHaveLength(1);
+      // The gateway ends the idle connection; the next code goes through on a new one.
+      connections[0]!.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      await kept.send(message);
+      expect(connections).toHaveLength(2);
+    } finally {
+      gateway.closeAllConnections();
+      await new Promise((resolve) => gateway.close(resolve));
+    }
   });
 });
 
