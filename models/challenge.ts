@@ -18,9 +18,9 @@ export const challengeSchema = new Schema(
     ipKey: { type: String },
     // Set when nothing was sent (a blocked user, a channel that cannot reach the phone): answered like any send.
     skipped: { type: String, enum: ['blocked_user', 'unreachable'] },
-    testNumber: { type: Boolean, default: false },
+    // Present (true) only on a test number's code (OTP_TEST_NUMBERS), which is never sent.
+    testNumber: { type: Boolean },
     expiresAt: { type: Date, required: true },
-    ip: { type: String },
     createdAt: { type: Date, required: true },
     cleanupAt: { type: Date, required: true },
   },

@@ -372,10 +372,10 @@ export function createOtpService(deps: OtpDeps) {
       codeHash: digest(challengeId, code),
       sendSeq,
       status: 'active',
-      testNumber: !!fixedCode,
+      // Only what a later read needs: the raw IP is in the audit trail (with its retention), not on every code.
+      ...(fixedCode ? { testNumber: true } : {}),
       ...(skipped ? { skipped } : {}),
       expiresAt,
-      ip: input.ip,
       ipKey,
       createdAt: now,
       cleanupAt: new Date(expiresAt.getTime() + HOUR_MS),
