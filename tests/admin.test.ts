@@ -102,9 +102,11 @@ describe('the admin API', () => {
     const { createAdminService } = await import('../src/admin/service.js');
     const { createAuditTrail } = await import('../src/services/audit.js');
     const service = createAdminService({ models: database.models, audit: createAuditTrail(database.models.AuditEvent, clock, () => undefined), clock });
-    expect(await service.liftExpiredBlocks()).toBe(0);
+    expect(await service.sweepBlocks()).toMatchObject({ lifted: 0 });
     clock.advance(3601);
-    expect(await service.liftExpiredBlocks()).toBe(1);
+    expect(await service.sweepBlocks()).toMatchObject({ lifted: 1 });
+    // The phone's mark goes with the block (src/services/blocked-phones.ts).
+    expect(await db.collection('otp_phones').findOne({ _id: `blocked:${tokens.user.phone}` as never })).toBeNull();
     expect((await admin('GET', `/admin/users/${tokens.user.id}`)).json()).toMatchObject({ user: { status: 'active', block: null } });
   });
 

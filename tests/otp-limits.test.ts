@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { createAdminService } from '../src/admin/service.js';
 import { ConfigError, loadConfig } from '../src/config.js';
 import { buildTestApp, uniquePhone } from './helpers/app.js';
 
@@ -273,18 +274,52 @@ describe('a stranger cannot lock anyone out', () => {
 });
 
 describe('blocked users', () => {
+  const admin = createAdminService({ models: database.models, audit: app.services.audit, clock });
+  const operator = { via: 'cli' as const, name: 'test' };
+  const blockMark = (phone: string) => database.connection.collection('otp_phones').findOne({ _id: `blocked:${phone}` as never });
+
   it('are sent nothing, get the answer any number gets, and are audited', async () => {
     const phone = uniquePhone();
-    await app.services.identities.resolveByPhone(phone);
-    await database.connection.collection('users').updateOne({ phone }, { $set: { status: 'blocked' } });
+    const user = await app.services.identities.resolveByPhone(phone);
+    await admin.blockUser(user._id.toString(), { reason: 'SMS pumping' }, operator);
     const before = sms.sent.length;
     const response = await requestFrom(app, phone);
     expect(response.statusCode).toBe(200);
     expect(response.json()).toEqual({ challengeId: expect.any(String), channel: 'sms', expiresIn: 300, resendIn: 30 });
     expect(sms.sent.length).toBe(before);
     const [event] = await auditOf('otp.blocked_user_skipped');
-    expect(event).toMatchObject({ channel: 'sms', ip: '127.0.0.1' });
+    expect(event).toMatchObject({ channel: 'sms', ip: '127.0.0.1', userId: user._id });
     expect(event!.phone).not.toBe(phone);
+  });
+
+  it('blocked before their phones were marked are sent nothing once the block sweep has marked them', async () => {
+    const phone = uniquePhone();
+    await app.services.identities.resolveByPhone(phone);
+    // As an older version blocked users: the status only, no mark beside the phone's document.
+    await database.connection.collection('users').updateOne({ phone }, { $set: { status: 'blocked', block: { reason: 'old', at: clock.now() } } });
+    expect(await blockMark(phone)).toBeNull();
+    expect((await admin.sweepBlocks()).marked).toBeGreaterThanOrEqual(1);
+    expect(await blockMark(phone)).toMatchObject({ phone });
+    expect((await admin.sweepBlocks()).marked).toBe(0);
+    const before = sms.sent.length;
+    expect((await requestFrom(app, phone)).statusCode).toBe(200);
+    expect(sms.sent.length).toBe(before);
+  });
+
+  it('get codes again once unblocked, the mark gone; a stale mark costs a read and blocks nothing', async () => {
+    const phone = uniquePhone();
+    const user = await app.services.identities.resolveByPhone(phone);
+    await admin.blockUser(user._id.toString(), { reason: 'mistake' }, operator);
+    await admin.unblockUser(user._id.toString(), operator);
+    expect(await blockMark(phone)).toBeNull();
+    expect((await requestFrom(app, phone)).statusCode).toBe(200);
+    expect(sms.lastCodeFor(phone)).toMatch(/^\d{6}$/);
+    // A mark left behind (a crash between the unblock's two writes): the user is read, and is active.
+    await database.connection.collection('otp_phones').insertOne({ _id: `blocked:${phone}` as never, phone });
+    clock.advance(31);
+    const before = sms.sent.length;
+    expect((await requestFrom(app, phone)).statusCode).toBe(200);
+    expect(sms.sent.length).toBe(before + 1);
   });
 });
 

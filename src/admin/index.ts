@@ -18,10 +18,13 @@ export async function registerAdmin(app: FastifyInstance, deps: { config: Config
   // On the cleanup sweep's cadence: finding the expired blocks reads the users by a non-key filter, which the embedded
   // engines answer by reading the whole collection (1.8 s at 100k users, holding it from logins). A block is lifted
   // late rather than early, by at most CLEANUP_INTERVAL_SECONDS.
-  const sweep = setInterval(() => {
-    admin.liftExpiredBlocks().catch((error: unknown) => app.log.error({ err: error }, 'lifting expired blocks failed'));
-  }, config.CLEANUP_INTERVAL_SECONDS * 1000);
+  // It also writes the phone marks of blocked users that lack one (src/services/blocked-phones.ts), hence once at start.
+  const sweepBlocks = () => {
+    admin.sweepBlocks().catch((error: unknown) => app.log.error({ err: error }, 'the block sweep failed'));
+  };
+  const sweep = setInterval(sweepBlocks, config.CLEANUP_INTERVAL_SECONDS * 1000);
   sweep.unref();
+  app.addHook('onReady', async () => sweepBlocks());
   app.addHook('onClose', async () => clearInterval(sweep));
 
   const token = config.ADMIN_API_TOKEN;

@@ -8,6 +8,7 @@ import type { Models } from '../db/connection.js';
 import { AppError } from '../errors.js';
 import { maskPhone, parsePhone } from '../phone.js';
 import type { AuditTrail, AuditType } from '../services/audit.js';
+import { createBlockedPhones } from '../services/blocked-phones.js';
 import { publicUser } from '../services/identities.js';
 
 /** Who made an admin call, for the audit trail: the API (with the caller's IP) or the CLI (with the OS user). */
@@ -41,6 +42,7 @@ export const blockView = (user: User) =>
 export function createAdminService(deps: { models: Models; audit: AuditTrail; clock: Clock; defaultCountry?: string | undefined }) {
   const { models, audit, clock } = deps;
   const { User: users, Session: sessions, AuditEvent: events } = models;
+  const blockedPhones = createBlockedPhones(models.OtpPhone);
 
   const record = (type: AuditType, actor: Actor, entry: { userId?: Types.ObjectId | undefined; phone?: string | undefined; detail: Record<string, unknown> }) =>
     audit.record({ type, userId: entry.userId, phone: entry.phone, ip: actor.ip, detail: { via: actor.via, ...(actor.name ? { operator: actor.name } : {}), ...entry.detail } });
@@ -93,6 +95,8 @@ export function createAdminService(deps: { models: Models; audit: AuditTrail; cl
       const user = await userOrThrow(id);
       if (input.until && input.until.getTime() <= clock.now().getTime()) throw new AppError('invalid_request', 'until: must be in the future.');
       const block = { reason: input.reason, at: clock.now(), ...(input.until ? { until: input.until } : {}) };
+      // The phone's mark first: a phone without one is sent codes without its user being read (blocked-phones.ts).
+      if (user.phone) await blockedPhones.mark(user.phone);
       await users.updateOne({ _id: user._id }, { $set: { status: 'blocked', block, updatedAt: clock.now() } }, { timestamps: false });
       const revoked = await revokeAll(user._id, 'user_blocked');
       await record('admin.user_blocked', actor, {
@@ -105,22 +109,28 @@ export function createAdminService(deps: { models: Models; audit: AuditTrail; cl
     async unblockUser(id: string, actor: Actor) {
       const user = await userOrThrow(id);
       await users.updateOne({ _id: user._id }, { $set: { status: 'active', updatedAt: clock.now() }, $unset: { block: '' } }, { timestamps: false });
+      // After the status: until then the mark must stand.
+      if (user.phone) await blockedPhones.unmark(user.phone);
       await record('admin.user_unblocked', actor, { userId: user._id, detail: { previousStatus: user.status, previousReason: user.block?.reason ?? null } });
       return { user: summary((await users.findById(user._id).lean<User>())!) };
     },
 
     /**
-     * Lifts the blocks whose `until` has passed. Runs on a timer in the gateway; FerretDB reads the users by a full
-     * scan, so it runs once a minute, not per request.
+     * Lifts the blocks whose `until` has passed, and writes the phone marks the other blocked users lack (blocked
+     * before marks existed, or by an older version). Runs at start and on a timer in the gateway; FerretDB reads the
+     * users by a full scan, so not per request.
      */
-    async liftExpiredBlocks() {
+    async sweepBlocks(): Promise<{ lifted: number; marked: number }> {
       const now = clock.now();
-      const expired = await users.find({ status: 'blocked', 'block.until': { $lte: now } }, { _id: 1, block: 1 }).lean<User[]>();
+      const blocked = await users.find({ status: 'blocked' }, { _id: 1, block: 1, phone: 1 }).lean<User[]>();
+      const expired = blocked.filter((user) => user.block?.until && user.block.until.getTime() <= now.getTime());
       for (const user of expired) {
         await users.updateOne({ _id: user._id }, { $set: { status: 'active', updatedAt: now }, $unset: { block: '' } }, { timestamps: false });
+        if (user.phone) await blockedPhones.unmark(user.phone);
         await audit.record({ type: 'admin.block_expired', userId: user._id, detail: { reason: user.block?.reason ?? null } });
       }
-      return expired.length;
+      const stillBlocked = blocked.filter((user) => !expired.includes(user) && user.phone).map((user) => user.phone!);
+      return { lifted: expired.length, marked: await blockedPhones.markAll(stillBlocked) };
     },
 
     /** Signs a user out everywhere. */

@@ -6,6 +6,7 @@ import type { Database } from '../db/connection.js';
 import type { CodeSender } from '../delivery/types.js';
 import { createCleanup } from '../db/cleanup.js';
 import { createAuditTrail } from './audit.js';
+import { createBlockedPhones } from './blocked-phones.js';
 import { createFailureBudget } from './failure-budget.js';
 import { createIdentityService } from './identities.js';
 import { createInbox } from './inbox.js';
@@ -56,6 +57,7 @@ export function createServices(deps: ServiceDeps) {
     slots: createSlotCounter(models.Reservation, clock),
     failures: createFailureBudget(models.OtpPhone, clock, config.OTP_MAX_FAILURES_PER_DAY),
     sendBudgets: createBudgetCounter(models.Reservation, clock, { maxBlock: config.OTP_BUDGET_BLOCK_MAX }),
+    blockedPhones: createBlockedPhones(models.OtpPhone),
     identities,
     senders: deps.senders,
     audit,

@@ -12,6 +12,7 @@ import { AppError, DeliveryError } from '../errors.js';
 import { scrubExternalText } from '../logger.js';
 import { maskPhone, parsePhone } from '../phone.js';
 import type { AuditTrail } from './audit.js';
+import type { BlockedPhones } from './blocked-phones.js';
 import type { FailureBudget, FailureCount } from './failure-budget.js';
 import type { IdentityService } from './identities.js';
 import { isDuplicateKey, type BudgetCounter, type BudgetRequest, type BudgetSlot, type Reservations, type SlotCounter } from './reservations.js';
@@ -55,6 +56,8 @@ export interface OtpDeps {
   failures: FailureBudget;
   /** The paid-send budgets, handed out from blocks of slots each process reserves. */
   sendBudgets: BudgetCounter;
+  /** Marks for the phones of blocked users, so an SMS request need not read the user. */
+  blockedPhones: BlockedPhones;
   identities: IdentityService;
   /** One sender per configured channel; the chat channels add theirs when configured. */
   senders: Partial<Record<Channel, CodeSender>>;
@@ -72,7 +75,7 @@ const DAY_MS = 86_400_000;
 const PAID: readonly Channel[] = ['sms', 'whatsapp'];
 
 export function createOtpService(deps: OtpDeps) {
-  const { challenges, otpPhones, reservations, slots, failures, sendBudgets, identities, senders, audit, clock, settings, log } = deps;
+  const { challenges, otpPhones, reservations, slots, failures, sendBudgets, blockedPhones, identities, senders, audit, clock, settings, log } = deps;
   const pepper: KeyObject = createSecretKey(Buffer.from(settings.pepper, 'utf8'));
   const allowedCountries = settings.allowedCountries ? new Set(settings.allowedCountries) : undefined;
   const testNumbers = settings.testNumbers ?? new Map<string, string>();
@@ -179,15 +182,17 @@ export function createOtpService(deps: OtpDeps) {
   }
 
   /**
-   * What an OTP request needs of the phone: its document, and whether its failure budget is spent. One `$in` of two
-   * keys, the document and the marker a wrong check leaves when it fills the window; the exact count (all the
-   * failures' keys, ten times the database's work) is read only where a marker stands (see failure-budget.ts).
+   * What an OTP request needs of the phone: its document, whether its failure budget is spent, and whether it may
+   * belong to a blocked user. One `$in` of three keys: the document, the marker a wrong check leaves when it fills the
+   * window, and the mark of a blocked user's phone. The exact failure count (all the failures' keys, ten times the
+   * database's work) is read only where a marker stands (see failure-budget.ts).
    */
-  async function readPhoneForRequest(phone: string): Promise<{ state: PhoneState | null; refusedUntil: Date | undefined }> {
-    const found = await otpPhones.collection.find({ _id: { $in: [phone, failures.spentKeyOf(phone)] as never[] } }).toArray();
+  async function readPhoneForRequest(phone: string): Promise<{ state: PhoneState | null; refusedUntil: Date | undefined; markedBlocked: boolean }> {
+    const keys = [phone, failures.spentKeyOf(phone), blockedPhones.keyOf(phone)];
+    const found = await otpPhones.collection.find({ _id: { $in: keys as never[] } }).toArray();
     const state = phoneStateIn(found, phone);
     const refusedUntil = failures.maybeSpent(phone, found) ? (await failures.read(phone)).refusedUntil : undefined;
-    return { state, refusedUntil };
+    return { state, refusedUntil, markedBlocked: blockedPhones.markedIn(found, phone) };
   }
 
   /**
@@ -394,10 +399,13 @@ export function createOtpService(deps: OtpDeps) {
     const guessedBudgets = guess ? budgetsOf(guess, guessedSends) : [];
     const firstSend: OtpPhoneSend = { seq: 1, at: now, ipKey };
     const skippedGuess = Promise.resolve(undefined);
-    // Round trip 1: the user, and the phone's document with its failure marker (one `$in`), side by side (and,
-    // guessing a first send, its writes).
-    const [userRead, phoneRead, guessedBudget, guessedChallenge, guessedRecord] = await Promise.allSettled([
-      identities.findByPhone(phone),
+    // An SMS asked for by name needs its user only for the user's status, and a blocked user's phone has a mark
+    // beside its document (blocked-phones.ts): the user is read where the mark stands, or where the channel needs it.
+    const readsUser = !!input.via || input.channel !== 'sms' || !senders.sms || !!senders.sms.prepare;
+    // Round trip 1: the user (where read), and the phone's document with its failure marker and block mark (one
+    // `$in`), side by side (and, guessing a first send, its writes).
+    const [firstUserRead, phoneRead, guessedBudget, guessedChallenge, guessedRecord] = await Promise.allSettled([
+      readsUser ? identities.findByPhone(phone) : Promise.resolve(null),
       readPhoneForRequest(phone),
       guess ? takeBudgets(guessedBudgets) : skippedGuess,
       guess ? challenges.collection.insertOne(challengeFor(1, guess.channel, undefined)) : skippedGuess,
@@ -405,6 +413,7 @@ export function createOtpService(deps: OtpDeps) {
       guess ? otpPhones.collection.insertOne({ _id: phone as never, lastSeq: 1, sends: [firstSend], cleanupAt: phoneCleanupAt(now) }) : skippedGuess,
     ]);
     const read = <T>(outcome: PromiseSettledResult<T>): T | undefined => (outcome.status === 'fulfilled' ? outcome.value : undefined);
+    const userRead = !readsUser && read(phoneRead)?.markedBlocked ? (await Promise.allSettled([identities.findByPhone(phone)]))[0] : firstUserRead;
     const readFailure = [userRead, phoneRead].find((outcome) => outcome.status === 'rejected');
     const user = read(userRead) ?? null;
     const failuresSpentUntil = read(phoneRead)?.refusedUntil;
