@@ -609,7 +609,7 @@ export function createOtpService(deps: OtpDeps) {
     const [result] = await Promise.all([
       alongside(challenge),
       challenges.collection.updateOne({ _id: challenge._id as never }, { $set: { status: 'consumed' } }),
-      failures.reset(challenge.phone),
+      failures.reset(recorded),
     ]);
     return { challenge, result };
   }
