@@ -1,5 +1,5 @@
-import { execFile } from 'node:child_process';
-import { chmod, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -67,6 +67,44 @@ describe('the embedded database', () => {
       await models.User.collection.insertOne({ telegram: { id: 4242 }, status: 'active' } as never);
       await expect(models.User.collection.insertOne({ telegram: { id: 4242 }, status: 'active' } as never)).rejects.toMatchObject({ code: 11000 });
       expect(await models.User.countDocuments({ 'telegram.id': 4242 })).toBe(1);
+    } finally {
+      await database.close();
+    }
+  });
+
+  it('opens a mongo-java-server file written in the library index order, its unique indexes copied into the launcher order', async () => {
+    // Files from before the launcher kept unique keys in its own order (KeyOrder in ChatgateMongoServer.java).
+    const dataDir = await temporaryDir('chatgate-embedded-index-order-');
+    const file = path.join(dataDir, 'mongo-java-server', 'chatgate.mv.db');
+    await mkdir(path.dirname(file), { recursive: true });
+    const home = await mongoJavaServerHome();
+    const older = spawn('java', ['-cp', `${home}/classes:${home}/lib/*`, 'ChatgateMongoServer', '--port', '0', '--file', file, '--library-index-order']);
+    const port = await new Promise<number>((resolve, reject) => {
+      older.stdout.on('data', (chunk: Buffer) => {
+        const match = /listening (\d+)/.exec(chunk.toString());
+        if (match) resolve(Number(match[1]));
+      });
+      older.once('exit', (code) => reject(new Error(`the launcher exited (${code})`)));
+    });
+    let database = await connectDatabase(`mongodb://127.0.0.1:${port}/chatgate`, { dbName: 'chatgate' });
+    const phones = Array.from({ length: 300 }, (_, index) => `+4477009${String(index).padStart(5, '0')}`);
+    await database.models.User.insertMany(phones.map((phone) => ({ phone })));
+    await database.close();
+    // Its stdin closed, the launcher commits and exits.
+    older.stdin.end();
+    await new Promise((resolve) => older.once('exit', resolve));
+
+    const current = await startEmbeddedDatabase({ engine: 'mongo-java-server', dataDir, log: () => undefined });
+    running.push(current);
+    database = await connectDatabase(current.uri, { dbName: 'chatgate' });
+    try {
+      const { User } = database.models;
+      for (const phone of [phones[0]!, phones[150]!, phones[299]!]) expect((await User.findOne({ phone }).lean())?.phone).toBe(phone);
+      const someone = await User.findOne({ phone: phones[7] }).lean();
+      expect((await User.findById(someone!._id).lean())?.phone).toBe(phones[7]);
+      await expect(User.collection.insertOne({ phone: phones[42], status: 'active' } as never)).rejects.toMatchObject({ code: 11000 });
+      await User.collection.insertOne({ phone: '+447700999999', status: 'active' } as never);
+      expect(await User.countDocuments({})).toBe(301);
     } finally {
       await database.close();
     }
