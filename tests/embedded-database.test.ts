@@ -94,8 +94,11 @@ describe('the embedded database', () => {
     older.stdin.end();
     await new Promise((resolve) => older.once('exit', resolve));
 
-    const current = await startEmbeddedDatabase({ engine: 'mongo-java-server', dataDir, log: () => undefined });
+    const logged: string[] = [];
+    const current = await startEmbeddedDatabase({ engine: 'mongo-java-server', dataDir, log: (line) => logged.push(line) });
     running.push(current);
+    // Each copy is said as it starts (and gives the start more time).
+    expect(logged).toContainEqual(expect.stringMatching(/copying 300 keys of unique index chatgate\.users\._index_phone_1 /));
     database = await connectDatabase(current.uri, { dbName: 'chatgate' });
     try {
       const { User } = database.models;

@@ -89,6 +89,9 @@ public final class ChatgateMongoServer {
           if (store.hasMap(libraryName)) {
             // Copied in full, then the old map removed: a copy cut short leaves the old map, and is done again.
             MVMap<KeyValue, Object> old = store.openMap(libraryName);
+            // Said before it starts: src/db/embedded.ts logs it, and gives a start that copies more time.
+            System.out.println("copying " + old.sizeAsLong() + " keys of unique index " + libraryName + " into the launcher's key order (once)");
+            System.out.flush();
             map.clear();
             for (Map.Entry<KeyValue, Object> entry : old.entrySet()) map.put(entry.getKey(), entry.getValue());
             store.removeMap(old);
