@@ -1,6 +1,6 @@
 import type { Model } from 'mongoose';
 import type { OtpPhone } from '../../models/otp-phone.js';
-import { isDuplicateKey } from './reservations.js';
+import { upsertHint } from './reservations.js';
 
 /**
  * Marks beside the phones' documents in `otp_phones` (`_id` `blocked:<phone>`) for the phones of blocked users, so
@@ -18,14 +18,7 @@ export function createBlockedPhones(phones: Model<OtpPhone>) {
   const keyOf = (phone: string) => `blocked:${phone}`;
   const collection = () => phones.collection;
 
-  async function mark(phone: string): Promise<void> {
-    try {
-      await collection().updateOne({ _id: keyOf(phone) as never }, { $set: { phone } }, { upsert: true });
-    } catch (error) {
-      // Two concurrent upserts of one mark: the other one wrote it.
-      if (!isDuplicateKey(error)) throw error;
-    }
-  }
+  const mark = (phone: string): Promise<void> => upsertHint(collection(), keyOf(phone), { phone });
 
   return {
     keyOf,

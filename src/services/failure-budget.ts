@@ -1,7 +1,7 @@
 import type { Model } from 'mongoose';
 import type { OtpPhone } from '../../models/otp-phone.js';
 import type { Clock } from '../clock.js';
-import { isDuplicateKey } from './reservations.js';
+import { isDuplicateKey, upsertHint } from './reservations.js';
 
 const DAY_MS = 86_400_000;
 
@@ -45,9 +45,10 @@ interface FailureDocument {
  * j's owner deletes it once j is recorded, freeing that key for j + limit.
  *
  * Reading all 2·limit keys costs the database one index lookup per key (about 2 ms of mongo-java-server's CPU, ten
- * times a point lookup), too much for every OTP request, which only needs to know whether the budget is spent. So the
- * wrong check whose failure fills the window also leaves a marker, `otp-fail:<phone>:spent`, saying until when; a
- * request reads the phone's document and that marker, and only where a marker stands does it count exactly. The
+ * times a point lookup, until its launcher compared index keys by value; a scan of the collection on FerretDB), too
+ * much for every OTP request, which only needs to know whether the budget is spent. So the wrong check whose failure
+ * fills the window also leaves a marker, `otp-fail:<phone>:spent`, saying until when; a request reads the phone's
+ * document and that marker, and only where a marker stands does it count exactly. The
  * marker guarantees nothing: a lost one lets a request send a code whose checks the count still refuses, a stale one
  * (a right code reset the count meanwhile) costs that phone's requests the exact count until it expires.
  */
@@ -61,14 +62,7 @@ export function createFailureBudget(phones: Model<OtpPhone>, clock: Clock, limit
   const spentKeyOf = (phone: string) => `otp-fail:${phone}:spent`;
 
   /** Leaves the marker that the phone's budget is spent until `until` (an upsert: a hint, see above). */
-  async function markSpent(phone: string, until: Date): Promise<void> {
-    try {
-      await collection().updateOne({ _id: spentKeyOf(phone) as never }, { $set: { until, cleanupAt: until } }, { upsert: true });
-    } catch (error) {
-      // Two concurrent upserts of one marker: the other one wrote it.
-      if (!isDuplicateKey(error)) throw error;
-    }
-  }
+  const markSpent = (phone: string, until: Date): Promise<void> => upsertHint(collection(), spentKeyOf(phone), { until, cleanupAt: until });
 
   /** One command: the phone's keys, by `$in` (index lookups on MongoDB; a scan of this small collection on FerretDB). */
   async function read(phone: string): Promise<FailureCount> {
@@ -166,8 +160,9 @@ export function createFailureBudget(phones: Model<OtpPhone>, clock: Clock, limit
 
     /**
      * A right code starts the count again: one delete of the failures its check read and of the one it recorded, and
-     * of the marker; not of every key of the phone, an `$in` of 2 × limit keys that costs the embedded engines about
-     * four times a short one (each key an index lookup), on every login. A key it did not read held nothing when it
+     * of the marker; not of every key of the phone, an `$in` of 2 × limit keys, each an index lookup on the embedded
+     * engines (four times a short one's cost before mongo-java-server's launcher compared keys by value, about 1.3
+     * times after), on every login. A key it did not read held nothing when it
      * read, or holds a failure a concurrent check recorded since, which then still counts: the count can only come
      * out higher than before this change, never lower.
      */

@@ -184,8 +184,8 @@ export function createOtpService(deps: OtpDeps) {
   /**
    * What an OTP request needs of the phone: its document, whether its failure budget is spent, and whether it may
    * belong to a blocked user. One `$in` of three keys: the document, the marker a wrong check leaves when it fills the
-   * window, and the mark of a blocked user's phone. The exact failure count (all the failures' keys, ten times the
-   * database's work) is read only where a marker stands (see failure-budget.ts).
+   * window, and the mark of a blocked user's phone. The exact failure count (all the failures' keys: once ten times
+   * the database's work, see failure-budget.ts) is read only where a marker stands.
    */
   async function readPhoneForRequest(phone: string): Promise<{ state: PhoneState | null; refusedUntil: Date | undefined; markedBlocked: boolean }> {
     const keys = [phone, failures.spentKeyOf(phone), blockedPhones.keyOf(phone)];
@@ -389,19 +389,20 @@ export function createOtpService(deps: OtpDeps) {
     const takeBudgets = (budgets: BudgetRequest[]) =>
       budgets.length > 0 ? sendBudgets.take(budgets) : Promise.resolve({ full: [] as BudgetRequest[], taken: [] as BudgetSlot[] });
 
+    // An SMS asked for by name, whose sender asks its provider nothing, needs no user to pick its sender, and needs the
+    // user's status only for a block, which leaves a mark beside the phone's document (blocked-phones.ts): the user is
+    // then read only where the mark stands.
+    const smsByName = !input.via && input.channel === 'sms' && senders.sms && !senders.sms.prepare ? senders.sms : undefined;
     // A phone this instance has not sent to lately most likely has no document (it leaves 2 hours after the last
-    // send), and an SMS asked for by name needs no user to pick its sender: then the writes of a first send go out
-    // with the lookups, guessing send number 1, and the request takes one round trip. The guess is checked against
-    // the lookups; a wrong one is undone (the code was never sent) and the request goes on as below.
-    const guessedSender = !input.via && input.channel === 'sms' && !handledLately(phone, now) ? senders.sms : undefined;
-    const guess = guessedSender && !guessedSender.prepare && guessedSender.canReach({ phone, user: null }) ? guessedSender : undefined;
+    // send): for an SMS by name the writes of a first send then go out with the lookups, guessing send number 1, and
+    // the request takes one round trip. The guess is checked against the lookups; a wrong one is undone (the code was
+    // never sent) and the request goes on as below.
+    const guess = smsByName && !handledLately(phone, now) && smsByName.canReach({ phone, user: null }) ? smsByName : undefined;
     const guessedSends = !!guess && !fixedCode;
     const guessedBudgets = guess ? budgetsOf(guess, guessedSends) : [];
     const firstSend: OtpPhoneSend = { seq: 1, at: now, ipKey };
     const skippedGuess = Promise.resolve(undefined);
-    // An SMS asked for by name needs its user only for the user's status, and a blocked user's phone has a mark
-    // beside its document (blocked-phones.ts): the user is read where the mark stands, or where the channel needs it.
-    const readsUser = !!input.via || input.channel !== 'sms' || !senders.sms || !!senders.sms.prepare;
+    const readsUser = !smsByName;
     // Round trip 1: the user (where read), and the phone's document with its failure marker and block mark (one
     // `$in`), side by side (and, guessing a first send, its writes).
     const [firstUserRead, phoneRead, guessedBudget, guessedChallenge, guessedRecord] = await Promise.allSettled([

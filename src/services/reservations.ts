@@ -1,8 +1,22 @@
+import type { Collection } from 'mongodb';
 import type { Model } from 'mongoose';
 import type { Reservation } from '../../models/reservation.js';
 import type { Clock } from '../clock.js';
 
 export const isDuplicateKey = (error: unknown): boolean => (error as { code?: number } | null)?.code === 11000;
+
+/**
+ * Sets fields on the document with this `_id`, making it where there is none: for hints (a marker, a mark) that only
+ * say "look closer", so whichever of two concurrent writers leaves its fields is as good. Of two concurrent upserts
+ * of a missing document, the loser's duplicate-key error means the other one wrote it.
+ */
+export async function upsertHint(collection: Collection, id: string, fields: Record<string, unknown>): Promise<void> {
+  try {
+    await collection.updateOne({ _id: id as never }, { $set: fields }, { upsert: true });
+  } catch (error) {
+    if (!isDuplicateKey(error)) throw error;
+  }
+}
 
 export interface Reservations {
   /** True for exactly one caller per key, however many race; `data` is kept for whoever comes second. */
