@@ -107,7 +107,7 @@ describe('Dockerfile', () => {
   it('runs the compiled server as the unprivileged node user (uid 1000 in the official image)', () => {
     const users = runtime?.instructions.filter((line) => line.startsWith('USER ')) ?? [];
     expect(users.at(-1)).toBe('USER 1000:1000');
-    expect(runtime?.instructions.at(-1)).toBe('CMD ["node", "--max-semi-space-size=16", "--max-old-space-size=512", "dist/src/server.js"]');
+    expect(runtime?.instructions.at(-1)).toBe('CMD ["node", "--no-allocation-site-pretenuring", "--max-semi-space-size=16", "--max-old-space-size=512", "dist/src/server.js"]');
     expect(runtime?.instructions.some((line) => line.startsWith('HEALTHCHECK') && line.includes('/health'))).toBe(true);
   });
 
