@@ -49,13 +49,6 @@ public final class ChatgateMongoServer {
   private static volatile boolean opening;
 
   /**
-   * Opening a stored database, the library fills every index that holds no entry by reading each document of its
-   * collection (twice): the non-unique ones, which it does not keep at all (an empty placeholder), and the sparse unique
-   * ones no document has a value for yet (users' Telegram and WhatsApp ids). Each read goes through Java
-   * serialization: with 100k stored users a start took minutes. The stored indexes were kept up to date with every
-   * write, so on opening they are taken as they are; an index created later is still filled as the library does.
-   */
-  /**
    * How much changed data H2 holds before it writes a chunk, besides its write every second (autoCommitDelay, 1000 ms,
    * left as it is). Each write serializes every page changed since the last one, whole: with H2's default of 1 MB, a
    * stream of small inserts and updates had the same pages serialized again and again, many times a second (the
@@ -64,6 +57,13 @@ public final class ChatgateMongoServer {
    */
   private static final int COMMIT_BUFFER_KB = 32 * 1024;
 
+  /**
+   * Opening a stored database, the library fills every index that holds no entry by reading each document of its
+   * collection (twice): the non-unique ones, which it does not keep at all (an empty placeholder), and the sparse unique
+   * ones no document has a value for yet (users' Telegram and WhatsApp ids). Each read goes through Java
+   * serialization: with 100k stored users a start took minutes. The stored indexes were kept up to date with every
+   * write, so on opening they are taken as they are; an index created later is still filled as the library does.
+   */
   static final class H2BackendOpeningFast extends H2Backend {
     H2BackendOpeningFast(String file) {
       super(new MVStore.Builder().fileName(file).autoCommitBufferSize(COMMIT_BUFFER_KB).open());
