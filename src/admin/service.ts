@@ -123,13 +123,14 @@ export function createAdminService(deps: { models: Models; audit: AuditTrail; cl
     async sweepBlocks(): Promise<{ lifted: number; marked: number }> {
       const now = clock.now();
       const blocked = await users.find({ status: 'blocked' }, { _id: 1, block: 1, phone: 1 }).lean<User[]>();
-      const expired = blocked.filter((user) => user.block?.until && user.block.until.getTime() <= now.getTime());
+      const hasExpired = (user: User) => !!user.block?.until && user.block.until.getTime() <= now.getTime();
+      const expired = blocked.filter(hasExpired);
       for (const user of expired) {
         await users.updateOne({ _id: user._id }, { $set: { status: 'active', updatedAt: now }, $unset: { block: '' } }, { timestamps: false });
         if (user.phone) await blockedPhones.unmark(user.phone);
         await audit.record({ type: 'admin.block_expired', userId: user._id, detail: { reason: user.block?.reason ?? null } });
       }
-      const stillBlocked = blocked.filter((user) => !expired.includes(user) && user.phone).map((user) => user.phone!);
+      const stillBlocked = blocked.filter((user) => !hasExpired(user) && user.phone).map((user) => user.phone!);
       return { lifted: expired.length, marked: await blockedPhones.markAll(stillBlocked) };
     },
 
