@@ -1,5 +1,6 @@
 // What one database command costs the gateway's process, measured: a quick interleaved micro-benchmark (not a test).
-// One client, one command at a time, the MongoDB driver the gateway uses (through no mongoose), against two servers:
+// One client, one command at a time, the MongoDB driver the gateway uses (called directly, without mongoose), against
+// two servers:
 //   engine    the embedded engine (mongo-java-server; MONGODB_URI when set)
 //   stand-in  a child process that answers every command with { ok: 1 } at once (this same file, run with --stand-in)
 // Only this process's CPU is counted (user and system, per command), so the engine's own work is left out; a ping that
